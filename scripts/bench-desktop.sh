@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Desktop benchmarks: screenshot latency, and VNC proxy throughput and round trips against a
+# direct TCP connection to the same x11vnc. Loopback only; every figure is the median of the
+# runs with min–max, and references are measured in the same run on the same machine.
+#
+#   scripts/bench-desktop.sh           the full run (well under 2 minutes once built)
+#   scripts/bench-desktop.sh --smoke   ~10 s: one size, one short run each; checks it all runs
+#
+# Needs Xvfb, x11vnc, openbox, xterm and xdotool (scripts/install-desktop.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command_line="scripts/bench-desktop.sh${*:+ $*}"
+
+smoke=0
+case "${1:-}" in
+  --smoke) smoke=1 ;;
+  "") ;;
+  *) echo "usage: scripts/bench-desktop.sh [--smoke]" >&2; exit 2 ;;
+esac
+
+# The examples append the pid of every process they start here, so that a run that is
+# killed or times out leaves nothing behind: each is stopped by its id (and its group).
+pids_file=$(mktemp -t bench-desktop-pids.XXXXXX)
+export BENCH_PIDS=$pids_file
+cleanup() {
+  while read -r pid; do
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done <"$pids_file"
+  rm -f "$pids_file"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cargo build --release --quiet --example bench_screenshot --example bench_vnc
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+mem_gib=$(awk '/^MemTotal:/ { printf "%d", $2 / 1048576 + 0.5 }' /proc/meminfo)
+echo "machine: $(nproc) cores, ${cpu:-unknown CPU}, ${mem_gib} GiB, $(uname -s) $(uname -r)," \
+  "$(rustc --version | cut -d' ' -f1-2), $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "command: $command_line"
+echo
+
+if ((smoke)); then
+  shot_args=(--sizes 1024x768 --runs 3)
+  vnc_args=(--sizes 640x480 --runs 1 --seconds 0.2 --pings 10)
+else
+  shot_args=(--sizes 1024x768,1920x1080 --runs 30)
+  vnc_args=(--sizes 1024x768,1920x1080 --runs 5 --seconds 0.6 --pings 150)
+fi
+
+# Each benchmark is bounded; a timeout or a failure fails the script (set -e, pipefail).
+started=$SECONDS
+shots=$(timeout 60 target/release/examples/bench_screenshot "${shot_args[@]}")
+# x11vnc as the server starts it waits 20 ms (-defer) before each update, which would hide
+# the proxy behind that timer; -defer 0 lets the figures show the proxy's own cost.
+vnc=$(timeout 90 target/release/examples/bench_vnc "${vnc_args[@]}" --x11vnc "-defer 0")
+
+echo "| benchmark | value (median, min–max) | reference (median, min–max) | ratio (median, min–max) |"
+echo "|---|---|---|---|"
+echo "$shots"
+echo "$vnc"
+echo
+echo "took $((SECONDS - started)) s (after the build)"
