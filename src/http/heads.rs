@@ -7,7 +7,10 @@
 //! has a peer), remembers when each was first seen, and shuts down those that have produced no
 //! request in time. A connection that produced a request is left to the keep-alive sweep (an
 //! idle connection between requests is closed after `KEEPALIVE_TIMEOUT`, which bounds a slow
-//! second head too) or is a stream. The size check reads how many bytes tiny_http has taken
+//! second head too) or is a stream. A connection whose complete head waits unread in the
+//! kernel is waiting for a tiny_http thread (a thread reads at once), so its clock only starts
+//! once a thread takes it: a burst of connections is never cut for the server's own delay,
+//! while a slow head is cut on time whether or not a thread has reached it yet. The size check reads how many bytes tiny_http has taken
 //! from the socket so far, so a head can overshoot the limit by what arrives within one scan.
 //!
 //! A scan costs one directory read and one or two `getsockname`/`getpeername` calls per open
@@ -110,17 +113,26 @@ impl Heads {
             let mut state = self.state();
             let mut current: HashMap<SocketAddr, Seen> = HashMap::with_capacity(live.len());
             for &(fd, remote) in &live {
-                let seen = state.seen.get(&remote).copied().unwrap_or(Seen {
+                let mut seen = state.seen.get(&remote).copied().unwrap_or(Seen {
                     first: now,
                     requested: false,
                 });
-                current.insert(remote, seen);
                 if seen.requested {
+                    current.insert(remote, seen);
                     continue;
                 }
+                let received = socket::received(fd);
+                let waiting = received.is_some_and(|r| r.read == 0 && r.queued > 0);
+                if waiting && socket::queued_head_complete(fd, self.max_bytes as usize) {
+                    // The client sent a whole head and nobody has read it yet: the connection
+                    // waits for one of tiny_http's threads, which is our delay, not the
+                    // client's. Its clock starts once a thread takes it.
+                    seen.first = now;
+                }
+                current.insert(remote, seen);
                 if now.duration_since(seen.first) >= self.timeout {
                     doomed.push((fd, remote, Cut::Slow));
-                } else if socket::bytes_read(fd).is_some_and(|n| n > self.max_bytes + READ_AHEAD) {
+                } else if received.is_some_and(|r| r.read > self.max_bytes + READ_AHEAD) {
                     doomed.push((fd, remote, Cut::TooLarge));
                 }
             }

@@ -45,10 +45,19 @@ pub(crate) fn accepted(local_port: u16) -> Vec<(RawFd, SocketAddr)> {
         .collect()
 }
 
-/// How many bytes the owner of connection socket `fd` has read from it: received minus still
-/// queued (`TCP_INFO` and `FIONREAD`). `None` when either is unavailable.
+/// What the owner of connection socket `fd` has done with what arrived on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Received {
+    /// Bytes the owner has read.
+    pub(crate) read: u64,
+    /// Bytes that arrived and wait in the kernel to be read.
+    pub(crate) queued: u64,
+}
+
+/// How many bytes the owner of connection socket `fd` has read from it and how many wait:
+/// received minus still queued (`TCP_INFO` and `FIONREAD`). `None` when either is unavailable.
 #[allow(unsafe_code)]
-pub(crate) fn bytes_read(fd: RawFd) -> Option<u64> {
+pub(crate) fn received(fd: RawFd) -> Option<Received> {
     // SAFETY: both calls only write into the values we own, bounded by the sizes we pass; a
     // closed or reused number makes them fail or describe another socket, which costs nothing.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
@@ -70,10 +79,34 @@ pub(crate) fn bytes_read(fd: RawFd) -> Option<u64> {
     if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) } != 0 {
         return None;
     }
-    Some(
-        info.tcpi_bytes_received
-            .saturating_sub(queued.max(0) as u64),
-    )
+    let queued = queued.max(0) as u64;
+    Some(Received {
+        read: info.tcpi_bytes_received.saturating_sub(queued),
+        queued,
+    })
+}
+
+/// Whether the bytes waiting unread on connection socket `fd` hold a complete request head
+/// (they end a line with an empty one), looking at most at `limit` bytes without taking them.
+#[allow(unsafe_code)]
+pub(crate) fn queued_head_complete(fd: RawFd, limit: usize) -> bool {
+    let mut buf = vec![0u8; limit.clamp(1, 64 * 1024)];
+    // SAFETY: `recv` writes at most `buf.len()` bytes into the buffer we own; MSG_PEEK leaves
+    // them queued for the owner and MSG_DONTWAIT never blocks. A closed or reused number makes
+    // it fail or peek at another socket, which at worst spares a slow client one scan.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    let Ok(n) = usize::try_from(n) else {
+        return false;
+    };
+    let head = &buf[..n];
+    head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
 }
 
 /// Sends `response` (if any, without blocking) on the connection socket `fd`, then shuts it
@@ -172,6 +205,38 @@ fn dup_fd(fd: RawFd) -> Option<OwnedFd> {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    #[test]
+    fn a_queued_head_is_seen_complete_only_once_its_empty_line_arrived_and_stays_queued() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let wait_queued = |n: u64| {
+            for _ in 0..200 {
+                if received(server.as_raw_fd()).is_some_and(|r| r.queued >= n) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            panic!("{n} bytes never arrived");
+        };
+        let start = b"GET /health HTTP/1.1\r\nHost: x\r\n";
+        let whole = start.len() as u64 + 2;
+        client.write_all(start).unwrap();
+        wait_queued(start.len() as u64);
+        assert!(!queued_head_complete(server.as_raw_fd(), 8192));
+        client.write_all(b"\r\n").unwrap();
+        wait_queued(whole);
+        assert!(queued_head_complete(server.as_raw_fd(), 8192));
+        let state = received(server.as_raw_fd()).unwrap();
+        assert_eq!((state.read, state.queued), (0, whole));
+        let mut head = vec![0u8; whole as usize];
+        server.read_exact(&mut head).unwrap();
+        assert!(head.ends_with(b"\r\n\r\n"));
+        assert_eq!(received(server.as_raw_fd()).unwrap().read, whole);
+    }
 
     #[test]
     fn finds_the_accepted_socket_by_its_peer() {
