@@ -4,7 +4,7 @@
 //! the same run: spawning `/bin/true` and the same polling loop against a port nobody opened
 //! (what process creation and our measuring cost by themselves).
 //!
-//!   cargo run --release --example bench_startup -- [--runs N] [--sessions N]
+//!   cargo run --release --example bench_startup -- [--smoke] [--runs N] [--sessions N]
 
 mod bench_support;
 
@@ -23,7 +23,9 @@ fn main() {
     let options = match parse_args() {
         Ok(options) => options,
         Err(why) => {
-            eprintln!("bench_startup: {why}\nusage: bench_startup [--runs N] [--sessions N]");
+            eprintln!(
+                "bench_startup: {why}\nusage: bench_startup [--smoke] [--runs N] [--sessions N]"
+            );
             std::process::exit(2);
         }
     };
@@ -40,6 +42,11 @@ fn parse_args() -> Result<Options, String> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--smoke" {
+            options.runs = 1;
+            options.sessions = 1000;
+            continue;
+        }
         let value = args.next().ok_or(format!("{arg} needs a value"))?;
         let n: usize = value.parse().map_err(|_| format!("{arg} {value}"))?;
         match arg.as_str() {
