@@ -264,11 +264,16 @@ impl PgDatabase {
     fn create(base: &str) -> Result<PgDatabase, String> {
         let name = format!("bench_rest_{}", std::process::id());
         let mut admin = pg_connect(&format!("{base}/test"))?;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-            ))
-            .map_err(|e| format!("creating {name}: {e}"))?;
+        // One statement per call: CREATE DATABASE cannot run in the implicit transaction of
+        // a multi-statement query.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .map_err(|e| format!("{sql}: {}", pg_error(&e)))?;
+        }
         Ok(PgDatabase {
             base: base.to_string(),
             name,
@@ -288,7 +293,7 @@ impl Drop for PgDatabase {
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                     self.name
                 ))
-                .map_err(|e| e.to_string())
+                .map_err(|e| pg_error(&e))
         });
         if let Err(why) = dropped {
             eprintln!("bench_rest: could not drop database {}: {why}", self.name);
@@ -297,7 +302,15 @@ impl Drop for PgDatabase {
 }
 
 fn pg_connect(url: &str) -> Result<postgres::Client, String> {
-    postgres::Client::connect(url, postgres::NoTls).map_err(|e| format!("{url}: {e}"))
+    postgres::Client::connect(url, postgres::NoTls).map_err(|e| format!("{url}: {}", pg_error(&e)))
+}
+
+/// The server's own message when there is one (the error's `Display` is just "db error").
+fn pg_error(err: &postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{err}: {}", db.message()),
+        None => err.to_string(),
+    }
 }
 
 // ---------------------------------------------------------------- seeding
@@ -351,24 +364,24 @@ fn seed_sqlite(db: &Path, session_id: &str) -> Result<(), String> {
 
 fn seed_postgres(url: &str, session_id: &str) -> Result<(), String> {
     let mut client = pg_connect(url)?;
-    let mut tx = client.transaction().map_err(|e| e.to_string())?;
+    let mut tx = client.transaction().map_err(|e| pg_error(&e))?;
     let insert = tx
         .prepare(
             "INSERT INTO messages (id, session_id, seq, arrival, role, content, created_at) \
              VALUES ($1, $2, $3, $3, $4, $5, '2026-11-25T00:00:00.000Z')",
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| pg_error(&e))?;
     for (seq, role, content) in seed_messages() {
         let id = uuid::Uuid::new_v4().to_string();
         tx.execute(&insert, &[&id, &session_id, &seq, &role, &content])
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| pg_error(&e))?;
     }
     tx.execute(
         "UPDATE sessions SET last_message_seq = $2, last_message_arrival = $2 WHERE id = $1",
         &[&session_id, &(MESSAGES as i64)],
     )
-    .map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())
+    .map_err(|e| pg_error(&e))?;
+    tx.commit().map_err(|e| pg_error(&e))
 }
 
 /// The server under test on one backend, with a seeded session.
