@@ -9,9 +9,14 @@
 //! 32 bpp true colour and the Raw encoding only, so every update carries the same large,
 //! comparable bytes whichever way it travels. Direct and proxied runs alternate (the order
 //! flips every run) and each figure is the median of the runs with their min–max; the ratio
-//! is the median of the per-run proxy/direct ratios. Prints markdown table rows on stdout.
+//! is the median of the per-run proxy/direct ratios. Prints a markdown section (`### VNC
+//! proxy …`) with its table on stdout.
 //! With `BENCH_PIDS=<file>`, the pids of every process it starts are appended to that file so
 //! that a wrapper script can stop them if this process is killed.
+
+mod bench_support;
+#[path = "bench_support/desktop.rs"]
+mod desktop_support;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,10 +24,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bench_support::{header, median, p50_p99, record_pids, row, summary, summary_digits};
 use computer_use_server::app::App;
 use computer_use_server::config::Config;
 use computer_use_server::desktop::Display;
 use computer_use_server::http::ServerHandle;
+use desktop_support::{
+    START_TIMEOUT, Xterms, paired_ratios, parse_flags, parse_sizes, parse_value, spawn_recorded,
+};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Bytes, Message, WebSocket};
 
@@ -30,6 +39,8 @@ use tungstenite::{Bytes, Message, WebSocket};
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The region of the round-trip probe (16×16 at 32 bpp: 1 KiB of pixels).
 const PROBE: u16 = 16;
+/// The issue's target: proxied throughput at least this share of direct.
+const TARGET_PERCENT: f64 = 70.0;
 
 struct Options {
     sizes: Vec<(u32, u32)>,
@@ -47,23 +58,6 @@ struct Options {
 const MIN_UPDATES: usize = 3;
 
 fn main() {
-    let options = parse_args().unwrap_or_else(|why| {
-        eprintln!("bench_vnc: {why}");
-        eprintln!(
-            "usage: bench_vnc [--sizes WxH[,WxH…]] [--runs N] [--seconds S] [--pings N] \
-             [--x11vnc FLAGS]"
-        );
-        std::process::exit(2)
-    });
-    for &(width, height) in &options.sizes {
-        if let Err(err) = bench_size(&options, width, height) {
-            eprintln!("bench_vnc {width}x{height}: {err}");
-            std::process::exit(1);
-        }
-    }
-}
-
-fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         sizes: vec![(1024, 768), (1920, 1080)],
         runs: 5,
@@ -71,33 +65,49 @@ fn parse_args() -> Result<Options, String> {
         pings: 200,
         x11vnc_extra: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} wants a value"))?;
-        let bad = || format!("bad value for {flag}: {value}");
-        match flag.as_str() {
-            "--sizes" => options.sizes = parse_sizes(&value).ok_or_else(bad)?,
-            "--runs" => options.runs = value.parse().map_err(|_| bad())?,
-            "--seconds" => options.seconds = value.parse().map_err(|_| bad())?,
-            "--pings" => options.pings = value.parse().map_err(|_| bad())?,
-            "--x11vnc" => options.x11vnc_extra = Some(value),
+    let usage = "[--sizes WxH[,WxH…]] [--runs N] [--seconds S] [--pings N] [--x11vnc FLAGS]";
+    parse_flags("bench_vnc", usage, |flag, value| {
+        match flag {
+            "--sizes" => options.sizes = parse_sizes(flag, value)?,
+            "--runs" => options.runs = parse_value(flag, value)?,
+            "--seconds" => options.seconds = parse_value(flag, value)?,
+            "--pings" => options.pings = parse_value(flag, value)?,
+            "--x11vnc" => options.x11vnc_extra = Some(value.to_string()),
             _ => return Err(format!("unknown flag {flag}")),
         }
+        if options.runs == 0 || options.pings == 0 {
+            return Err("--runs and --pings must be positive".into());
+        }
+        Ok(())
+    });
+    println!("### VNC proxy (`/ws/vnc`) against a direct TCP connection to x11vnc\n");
+    println!(
+        "{}",
+        header(&[
+            "measurement",
+            "via /ws/vnc (median, min–max)",
+            "reference: direct to x11vnc, same run",
+            "ratio (median, min–max)",
+            "target",
+        ])
+    );
+    for &(width, height) in &options.sizes {
+        if let Err(err) = bench_size(&options, width, height) {
+            eprintln!("bench_vnc {width}x{height}: {err}");
+            std::process::exit(1);
+        }
     }
-    if options.runs == 0 || options.pings == 0 {
-        return Err("--runs and --pings must be positive".into());
-    }
-    Ok(options)
-}
-
-fn parse_sizes(value: &str) -> Option<Vec<(u32, u32)>> {
-    value
-        .split(',')
-        .map(|size| {
-            let (w, h) = size.split_once('x')?;
-            Some((w.parse().ok()?, h.parse().ok()?))
-        })
-        .collect()
+    let flags = options
+        .x11vnc_extra
+        .as_deref()
+        .map_or("as the server starts it".to_string(), |f| {
+            format!("with `{f}`")
+        });
+    println!(
+        "\n{} run(s) per size, direct and proxied alternating, each {} s of full-frame updates \
+         then {} {PROBE}×{PROBE} round trips; Raw encoding, 32 bpp; x11vnc {flags}.\n",
+        options.runs, options.seconds, options.pings
+    );
 }
 
 // ---------------------------------------------------------------- one screen size
@@ -105,8 +115,8 @@ fn parse_sizes(value: &str) -> Option<Vec<(u32, u32)>> {
 /// What one run measured over one connection.
 struct Sample {
     bytes_per_s: f64,
-    p50: Duration,
-    p99: Duration,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 fn bench_size(options: &Options, width: u32, height: u32) -> Result<(), String> {
@@ -118,7 +128,7 @@ fn bench_size(options: &Options, width: u32, height: u32) -> Result<(), String> 
     let display = server.app.desktops.shared().map_err(|e| e.to_string())?;
     let pids = server.app.desktops.processes(None);
     record_pids(pids.iter().map(|p| p.pid));
-    let _content = Content::start(&display)?;
+    let _content = Xterms::start(&display)?;
     warm_up(&display)?;
     let (mut direct, mut proxied) = (Vec::new(), Vec::new());
     for run in 0..options.runs {
@@ -140,15 +150,7 @@ fn bench_size(options: &Options, width: u32, height: u32) -> Result<(), String> 
             measure_direct()?;
         }
     }
-    let flags = options
-        .x11vnc_extra
-        .as_deref()
-        .unwrap_or("as the server starts it");
-    print_rows(
-        &format!("{width}×{height}, x11vnc {flags}"),
-        &direct,
-        &proxied,
-    );
+    print_rows(&format!("{width}×{height}"), &direct, &proxied);
     server.stop();
     Ok(())
 }
@@ -186,98 +188,62 @@ fn measure<L: Link>(link: L, options: &Options) -> io::Result<Sample> {
         let y = (i as u16 * 23) % (h - PROBE);
         let sent = Instant::now();
         rfb.update(x, y, PROBE, PROBE)?;
-        times.push(sent.elapsed());
+        times.push(sent.elapsed().as_secs_f64() * 1e3);
     }
-    times.sort();
+    let (p50_ms, p99_ms) = p50_p99(&mut times);
     Ok(Sample {
         bytes_per_s,
-        p50: percentile(&times, 50),
-        p99: percentile(&times, 99),
+        p50_ms,
+        p99_ms,
     })
-}
-
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted[(sorted.len() - 1) * p / 100]
 }
 
 // ---------------------------------------------------------------- the table
 
-fn print_rows(setup: &str, direct: &[Sample], proxied: &[Sample]) {
-    let mb = |s: &Sample| s.bytes_per_s / 1e6;
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    row(
-        &format!("VNC full-frame throughput, raw, via /ws/vnc ({setup})"),
-        "MB/s",
-        "direct x11vnc",
-        &proxied.iter().map(mb).collect::<Vec<_>>(),
-        &direct.iter().map(mb).collect::<Vec<_>>(),
+fn print_rows(size: &str, direct: &[Sample], proxied: &[Sample]) {
+    let mb = |samples: &[Sample]| {
+        samples
+            .iter()
+            .map(|s| s.bytes_per_s / 1e6)
+            .collect::<Vec<_>>()
+    };
+    let (mb_proxied, mb_direct) = (mb(proxied), mb(direct));
+    let ratios = paired_ratios(&mb_proxied, &mb_direct);
+    let met = median(&ratios) >= TARGET_PERCENT;
+    let target = format!(
+        "≥ {TARGET_PERCENT} % of direct: {}",
+        bench_support::verdict(met)
     );
-    let p50 = |samples: &[Sample]| samples.iter().map(|s| ms(s.p50)).collect::<Vec<_>>();
-    let p99 = |samples: &[Sample]| samples.iter().map(|s| ms(s.p99)).collect::<Vec<_>>();
-    let what = format!("VNC {PROBE}×{PROBE} update round trip");
-    row(
-        &format!("{what} p50, via /ws/vnc ({setup})"),
+    let cells = |name: String, unit: &str, values: &[f64], refs: &[f64], target: &str| {
+        let ratio = format!("{} %", summary_digits(&paired_ratios(values, refs), 0));
+        let (value, reference) = (summary(values), summary(refs));
+        let (value, reference) = (format!("{value} {unit}"), format!("{reference} {unit}"));
+        println!("{}", row(&[&name, &value, &reference, &ratio, target]));
+    };
+    cells(
+        format!("**{size} full-frame throughput**, Raw"),
+        "MB/s",
+        &mb_proxied,
+        &mb_direct,
+        &target,
+    );
+    let p50 = |samples: &[Sample]| samples.iter().map(|s| s.p50_ms).collect::<Vec<_>>();
+    let p99 = |samples: &[Sample]| samples.iter().map(|s| s.p99_ms).collect::<Vec<_>>();
+    let what = format!("{size} {PROBE}×{PROBE} update round trip");
+    cells(
+        format!("{what} p50"),
         "ms",
-        "direct x11vnc",
         &p50(proxied),
         &p50(direct),
+        "—",
     );
-    row(
-        &format!("{what} p99, via /ws/vnc ({setup})"),
+    cells(
+        format!("{what} p99"),
         "ms",
-        "direct x11vnc",
         &p99(proxied),
         &p99(direct),
+        "—",
     );
-}
-
-/// `| name | median unit (min–max) | reference median (min–max) | ratio % (min–max) |`; the
-/// ratio is taken run by run (runs are paired), then summarised the same way.
-fn row(name: &str, unit: &str, reference: &str, values: &[f64], refs: &[f64]) {
-    let ratios: Vec<f64> = values
-        .iter()
-        .zip(refs)
-        .map(|(v, r)| v / r * 100.0)
-        .collect();
-    println!(
-        "| {name} | {} {unit} | {reference} {} {unit} | {} % |",
-        summary(values),
-        summary(refs),
-        summary_digits(&ratios, 0)
-    );
-}
-
-/// `median (min–max)` with a precision that suits the magnitude.
-fn summary(values: &[f64]) -> String {
-    let median = median(values);
-    let digits = if median >= 100.0 {
-        0
-    } else if median >= 10.0 {
-        1
-    } else {
-        2
-    };
-    summary_digits(values, digits)
-}
-
-fn summary_digits(values: &[f64], digits: usize) -> String {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!(
-        "{:.digits$} ({min:.digits$}–{max:.digits$})",
-        median(values)
-    )
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[mid]
-    } else {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    }
 }
 
 // ---------------------------------------------------------------- the server and the screen
@@ -400,14 +366,7 @@ impl OwnDesktop {
         args: &[&str],
         ready: fn(&str) -> bool,
     ) -> Result<String, String> {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{program}: {e}"))?;
-        record_pids([child.id()]);
+        let mut child = spawn_recorded(Command::new(program).args(args), Stdio::piped())?;
         let stdout = child.stdout.take().expect("piped stdout");
         self.children.push(child);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -418,7 +377,7 @@ impl OwnDesktop {
                 }
             }
         });
-        rx.recv_timeout(IO_TIMEOUT)
+        rx.recv_timeout(START_TIMEOUT)
             .map_err(|_| format!("{program} did not report ready"))
     }
 }
@@ -429,78 +388,6 @@ impl Drop for OwnDesktop {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-/// A few xterms full of text (held open after their command), killed on drop.
-struct Content {
-    xterms: Vec<Child>,
-}
-
-impl Content {
-    fn start(display: &Display) -> Result<Content, String> {
-        let mut content = Content { xterms: Vec::new() };
-        for (x, y) in [(0, 0), (960, 0), (0, 540), (960, 540)] {
-            let xterm = Command::new("xterm")
-                .env("DISPLAY", display.name())
-                .args(["-hold", "-geometry", &format!("158x40+{x}+{y}")])
-                .args(["-e", "ls", "-la", "/usr/bin"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("xterm: {e}"))?;
-            record_pids([xterm.id()]);
-            content.xterms.push(xterm);
-        }
-        wait_for_windows(display, content.xterms.len())?;
-        Ok(content)
-    }
-}
-
-impl Drop for Content {
-    fn drop(&mut self) {
-        for xterm in &mut self.xterms {
-            let _ = xterm.kill();
-            let _ = xterm.wait();
-        }
-    }
-}
-
-/// Waits (bounded) until `count` xterm windows are mapped, then lets them draw their text.
-fn wait_for_windows(display: &Display, count: usize) -> Result<(), String> {
-    let deadline = Instant::now() + IO_TIMEOUT;
-    loop {
-        let found = Command::new("xdotool")
-            .env("DISPLAY", display.name())
-            .args(["search", "--onlyvisible", "--class", "xterm"])
-            .output()
-            .map_err(|e| format!("xdotool: {e}"))?;
-        if String::from_utf8_lossy(&found.stdout).lines().count() >= count {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err("the xterms did not appear".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Mapped is not drawn: `ls` output is short, half a second is plenty.
-    std::thread::sleep(Duration::from_millis(500));
-    Ok(())
-}
-
-/// Appends pids to `$BENCH_PIDS` (if set) for the wrapper script's clean-up.
-fn record_pids(pids: impl IntoIterator<Item = u32>) {
-    let Some(path) = std::env::var_os("BENCH_PIDS") else {
-        return;
-    };
-    let lines: String = pids.into_iter().map(|pid| format!("{pid}\n")).collect();
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path);
-    if let Err(err) = file.and_then(|mut f| f.write_all(lines.as_bytes())) {
-        eprintln!("bench_vnc: cannot record pids: {err}");
     }
 }
 

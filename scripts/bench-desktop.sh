@@ -4,7 +4,11 @@
 # runs with min–max, and references are measured in the same run on the same machine.
 #
 #   scripts/bench-desktop.sh           the full run (well under 2 minutes once built)
-#   scripts/bench-desktop.sh --smoke   ~10 s: one size, one short run each; checks it all runs
+#   scripts/bench-desktop.sh --smoke   ~5 s: one size, one short run each; checks it all runs
+#
+# Stdout carries only the two markdown sections (`### Screenshot …`, `### VNC proxy …`), so
+# that scripts/bench.sh can concatenate them with its own; the build, the machine line and
+# the timing go to stderr.
 #
 # Needs Xvfb, x11vnc, openbox, xterm and xdotool (scripts/install-desktop.sh).
 set -euo pipefail
@@ -31,14 +35,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cargo build --release --quiet --example bench_screenshot --example bench_vnc
+cargo build --release --quiet --example bench_screenshot --example bench_vnc >&2
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 mem_gib=$(awk '/^MemTotal:/ { printf "%d", $2 / 1048576 + 0.5 }' /proc/meminfo)
-echo "machine: $(nproc) cores, ${cpu:-unknown CPU}, ${mem_gib} GiB, $(uname -s) $(uname -r)," \
-  "$(rustc --version | cut -d' ' -f1-2), $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "command: $command_line"
-echo
+{
+  echo "machine: $(nproc) cores, ${cpu:-unknown CPU}, ${mem_gib} GiB, $(uname -s) $(uname -r)," \
+    "$(rustc --version | cut -d' ' -f1-2), $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "command: $command_line"
+} >&2
 
 if ((smoke)); then
   shot_args=(--sizes 1024x768 --runs 3)
@@ -55,9 +60,5 @@ shots=$(timeout 60 target/release/examples/bench_screenshot "${shot_args[@]}")
 # the proxy behind that timer; -defer 0 lets the figures show the proxy's own cost.
 vnc=$(timeout 90 target/release/examples/bench_vnc "${vnc_args[@]}" --x11vnc "-defer 0")
 
-echo "| benchmark | value (median, min–max) | reference (median, min–max) | ratio (median, min–max) |"
-echo "|---|---|---|---|"
-echo "$shots"
-echo "$vnc"
-echo
-echo "took $((SECONDS - started)) s (after the build)"
+printf '%s\n\n' "$shots" "$vnc"
+echo "took $((SECONDS - started)) s (after the build)" >&2
