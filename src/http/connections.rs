@@ -11,7 +11,7 @@
 //! their threads; the parked connection then waits at most about that long. Connections that
 //! become streams (SSE, WebSocket) are handed off and never swept.
 //!
-//! The duplicate also carries `BODY_TIMEOUT`, so a client that declares a body and never sends
+//! The duplicate also carries `BODY_TIMEOUT` (and `TCP_NODELAY`, see [`Connections::track`]), so a client that declares a body and never sends
 //! it cannot hold a thread either. The same sweeper also cuts connections that never deliver a
 //! request head ([`Heads`]: `HEADER_TIMEOUT`, `MAX_HEADER_BYTES`).
 
@@ -104,6 +104,11 @@ impl Connections {
         };
         let _ = socket.set_read_timeout(Some(self.body));
         let _ = socket.set_write_timeout(Some(self.body));
+        // tiny_http writes a response in two parts when the body outgrows its 1 KiB buffer
+        // (the head, then the body); with Nagle's algorithm the body's last segment then
+        // waits for the ACK of the head, which the client delays (40 ms on Linux) as it
+        // waits for the rest. Every response is complete when written, so send at once.
+        let _ = socket.set_nodelay(true);
         let entry = Tracked {
             socket,
             last_active: Instant::now(),
