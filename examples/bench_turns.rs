@@ -186,6 +186,9 @@ fn measure(options: &Options, dir: &Path) -> Result<(), String> {
             if options.smoke { 20 } else { 200 },
         )?);
         let server = start_server(&db, &fake.addr)?;
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            eprintln!("server pid {}", server.pid());
+        }
         run_scenario(&server, &fake, &plan.warmup[run..=run], options.steps)?;
         for (messages, sessions) in &plan.histories[run] {
             let mut all = Measured::default();
