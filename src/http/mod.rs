@@ -291,7 +291,11 @@ fn respond(ctx: &Ctx, mut request: Request, reply: Reply, origin: Option<&str>) 
     {
         let _ = socket.set_read_timeout(Some(DRAIN_TIMEOUT));
     }
-    let response = cors::decorate(reply, origin).into_response();
+    // The whole body is in memory: send it with its length. (tiny_http would chunk one of
+    // 32 KiB or more, which costs a send per chunk and the chunk framing, for nothing.)
+    let response = cors::decorate(reply, origin)
+        .into_response()
+        .with_chunked_threshold(usize::MAX);
     if let Err(err) = request.respond(response) {
         log::debug!("http: response not sent: {err}");
     }

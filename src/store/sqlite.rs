@@ -5,10 +5,12 @@
 //! they are unique and gap-free however many threads write.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::config::DbConfig;
 use rusqlite::types::Type;
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, ffi, params,
@@ -36,6 +38,11 @@ const MESSAGE_COLUMNS: &str = "id, session_id, seq, role, content, created_at";
 /// The embedded default backend.
 pub struct SqliteStore {
     pool: Pool<SqliteConnectionManager>,
+    /// Held for the whole of a write transaction. SQLite admits one writer at a time; a
+    /// writer that finds the lock taken sleeps in its busy handler (1, 2, 5… up to 100 ms at
+    /// a time) and is not woken when the lock frees, so contending writers of this process
+    /// queue here instead and each starts the moment the previous one commits.
+    writer: Mutex<()>,
 }
 
 impl SqliteStore {
@@ -69,7 +76,10 @@ impl SqliteStore {
         let pool = pool_builder(pool_size)
             .build(manager)
             .map_err(|err| StoreError::Unavailable(format!("{}: {err}", path.display())))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            writer: Mutex::new(()),
+        })
     }
 
     fn open_in_memory() -> Result<SqliteStore> {
@@ -77,7 +87,10 @@ impl SqliteStore {
         let pool = pool_builder(1)
             .build(manager)
             .map_err(|err| StoreError::Unavailable(format!(":memory:: {err}")))?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore {
+            pool,
+            writer: Mutex::new(()),
+        };
         apply_migrations(&mut *store.conn()?)?;
         Ok(store)
     }
@@ -91,6 +104,7 @@ impl SqliteStore {
     /// Runs `f` in one IMMEDIATE transaction: the write lock is taken up front, so a writer
     /// waits (busy timeout) instead of failing on a stale snapshot.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
@@ -118,6 +132,10 @@ fn pool_builder(size: u32) -> r2d2::Builder<SqliteConnectionManager> {
 fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Plans must not depend on bound values: otherwise SQLite (built with STAT4) marks a
+    // statement whose plan looked at a parameter (`LIMIT ?`, …) expired whenever that
+    // parameter is bound again, and every cached paging query is compiled anew on each call.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
 }
 
