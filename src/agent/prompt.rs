@@ -199,16 +199,24 @@ pub fn build_request(input: RequestInput<'_>) -> MessageRequest {
     }
     inject_cache_breakpoints(&mut messages);
     let system = system_prompt(input.display_num, &input.date, &params.system_prompt_suffix);
-    let mut body = json!({
-        "model": params.model,
-        "max_tokens": params.max_tokens,
-        "messages": messages,
-        "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
-        "tools": input.tools,
-    });
+    // Built field by field so the messages and tools are moved in: `json!` would serialize
+    // them into a second deep copy of the whole history on every model call.
+    let mut body = serde_json::Map::new();
+    body.insert("model".into(), Value::String(params.model.clone()));
+    body.insert("max_tokens".into(), json!(params.max_tokens));
+    body.insert("messages".into(), Value::Array(messages));
+    body.insert(
+        "system".into(),
+        json!([{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]),
+    );
+    body.insert("tools".into(), Value::Array(input.tools));
     if let Some(budget) = params.thinking_budget {
-        body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+        body.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": budget}),
+        );
     }
+    let body = Value::Object(body);
     let betas = vec![
         params.tool_version.beta_flag().to_string(),
         PROMPT_CACHING_BETA.to_string(),

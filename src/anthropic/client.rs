@@ -205,14 +205,43 @@ fn attempt_outcome(result: &Result<Message>, cancel: &CancelToken) -> &'static s
 
 /// The request body with `"stream": true`, serialised once for every attempt.
 fn request_body(request: &MessageRequest) -> Result<Vec<u8>> {
-    let mut body = request.body.clone();
-    let Some(fields) = body.as_object_mut() else {
+    let Some(fields) = request.body.as_object() else {
         return Err(AnthropicError::InvalidResponse(
             "the request body must be a JSON object".into(),
         ));
     };
-    fields.insert("stream".into(), Value::Bool(true));
-    serde_json::to_vec(&body).map_err(|e| AnthropicError::InvalidResponse(e.to_string()))
+    serde_json::to_vec(&Streamed(fields))
+        .map_err(|e| AnthropicError::InvalidResponse(e.to_string()))
+}
+
+/// A request body's fields with `"stream": true` set, serialized without copying the body
+/// (which holds the whole history): the same bytes as inserting the field into a clone.
+struct Streamed<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for Streamed<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        const STREAM: &str = "stream";
+        let mut map = serializer.serialize_map(None)?;
+        let mut written = false;
+        for (key, value) in self.0 {
+            // The map keeps its keys sorted: `stream` goes where an insert would put it.
+            if !written && key.as_str() >= STREAM {
+                map.serialize_entry(STREAM, &true)?;
+                written = true;
+            }
+            if key != STREAM {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        if !written {
+            map.serialize_entry(STREAM, &true)?;
+        }
+        map.end()
+    }
 }
 
 /// Parses the SSE body as it arrives.
@@ -395,6 +424,29 @@ mod tests {
             betas: vec![],
         };
         assert!(request_body(&bad).is_err());
+    }
+
+    #[test]
+    fn streamed_body_bytes_match_inserting_the_field_into_a_copy() {
+        for body in [
+            json!({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+                   "model": "m", "system": [], "tools": [], "thinking": {}}),
+            json!({"a": 1}),
+            json!({"z": 1}),
+            json!({}),
+            json!({"stream": false, "x": [1, 2]}),
+        ] {
+            let mut expected = body.clone();
+            expected["stream"] = Value::Bool(true);
+            let request = MessageRequest {
+                body,
+                betas: vec![],
+            };
+            assert_eq!(
+                request_body(&request).unwrap(),
+                serde_json::to_vec(&expected).unwrap()
+            );
+        }
     }
 
     #[test]
