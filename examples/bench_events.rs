@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bench_support::{Server, agent, call, header, median, p50_p99, row, summary, verdict};
+use bench_support::{Server, call, header, median, p50_p99, row, summary, verdict};
 use serde_json::{Value, json};
 
 /// Deltas per second the fake model streams.
@@ -382,6 +382,20 @@ fn send(out: &mut TcpStream, name: &str, data: &Value) -> std::io::Result<()> {
 
 // ---------------------------------------------------------------- REST helpers
 
+/// A REST client that closes each connection after its request. A kept-alive connection
+/// holds one of tiny_http's pool threads, and a new connection (a subscriber's) can be queued
+/// behind it until it ends (see `src/http/connections.rs`): polling `/health` over one
+/// connection while subscribers connect delayed some of them by the whole polling time.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(SETTLE))
+        .proxy(None)
+        .max_idle_connections(0)
+        .build()
+        .into()
+}
+
 fn create_session(server: &Server, agent: &ureq::Agent) -> Result<String, String> {
     let (status, body) = call(
         agent,
@@ -484,34 +498,43 @@ fn connect_sse(addr: &str, id: &str) -> Result<(TcpStream, Vec<u8>), String> {
     }
 }
 
-/// A subscriber reading its stream on its own thread until `stop`: the latencies of every
-/// stamped delta it received, in microseconds.
+/// A subscriber's open stream.
+enum Connected {
+    Ws(tungstenite::WebSocket<TcpStream>),
+    Sse(TcpStream, Vec<u8>),
+}
+
+/// Opens a subscriber's stream. Subscribers connect one after the other: connections opened
+/// in a burst can sit in tiny_http's pool queue until some other connection ends (see the
+/// report: `TaskPool::spawn` counts waiting threads before they have woken).
+fn connect(transport: Transport, addr: &str, id: &str) -> Result<Connected, String> {
+    let (socket, connected) = match transport {
+        Transport::WebSocket => {
+            let ws = connect_ws(addr, id)?;
+            (ws.get_ref().try_clone(), Connected::Ws(ws))
+        }
+        Transport::Sse => {
+            let (stream, rest) = connect_sse(addr, id)?;
+            (stream.try_clone(), Connected::Sse(stream, rest))
+        }
+    };
+    socket
+        .and_then(|s| s.set_read_timeout(Some(READ_POLL)))
+        .map_err(|e| e.to_string())?;
+    Ok(connected)
+}
+
+/// Reads the stream on its own thread until `stop`: the latencies of every stamped delta
+/// received, in microseconds.
 fn spawn_subscriber(
-    transport: Transport,
-    addr: String,
-    id: String,
-    ready: Arc<AtomicUsize>,
+    connected: Connected,
     stop: Arc<AtomicBool>,
-) -> std::io::Result<JoinHandle<Result<Vec<u32>, String>>> {
+) -> std::io::Result<JoinHandle<Vec<u32>>> {
     std::thread::Builder::new()
         .stack_size(CLIENT_STACK)
-        .spawn(move || match transport {
-            Transport::WebSocket => {
-                let ws = connect_ws(&addr, &id)?;
-                ws.get_ref()
-                    .set_read_timeout(Some(READ_POLL))
-                    .map_err(|e| e.to_string())?;
-                ready.fetch_add(1, Ordering::SeqCst);
-                Ok(follow_ws(ws, &stop))
-            }
-            Transport::Sse => {
-                let (stream, rest) = connect_sse(&addr, &id)?;
-                stream
-                    .set_read_timeout(Some(READ_POLL))
-                    .map_err(|e| e.to_string())?;
-                ready.fetch_add(1, Ordering::SeqCst);
-                Ok(follow_sse(stream, rest, &stop))
-            }
+        .spawn(move || match connected {
+            Connected::Ws(ws) => follow_ws(ws, &stop),
+            Connected::Sse(stream, rest) => follow_sse(stream, rest, &stop),
         })
 }
 
@@ -624,28 +647,22 @@ fn fanout_once(
     size: usize,
 ) -> Result<Fanout, String> {
     let id = create_session(server, agent)?;
-    let ready = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::with_capacity(size);
-    for _ in 0..size {
-        let (addr, id) = (server.addr.clone(), id.clone());
-        let client = spawn_subscriber(transport, addr, id, ready.clone(), stop.clone());
+    let connected = (0..size).try_for_each(|_| {
+        let connected = connect(transport, &server.addr, &id)?;
+        let client = spawn_subscriber(connected, stop.clone());
         clients.push(client.map_err(|e| format!("client thread: {e}"))?);
-    }
-    let connected = wait_until(SETTLE, "subscribers to connect", || {
-        ready.load(Ordering::SeqCst) == size || clients.iter().any(|c| c.is_finished())
-    })
-    .and_then(|()| {
+        Ok(())
+    });
+    let counted = connected.and_then(|()| {
         wait_until(SETTLE, "the server to count the streams", || {
             open_streams(server, agent) >= size as u64
         })
     });
-    if let Err(why) = connected {
+    if let Err(why) = counted {
         stop.store(true, Ordering::SeqCst);
-        let failed = clients
-            .into_iter()
-            .find_map(|c| c.join().ok().and_then(Result::err));
-        return Err(format!("{why} {}", failed.unwrap_or_default()));
+        return Err(format!("{} subscribers: {why}", transport.name()));
     }
     // A WebSocket subscribes just after its handshake: give the last ones a moment.
     std::thread::sleep(Duration::from_millis(200));
@@ -667,7 +684,7 @@ fn fanout_once(
     for client in clients {
         let got = client
             .join()
-            .map_err(|_| "a client panicked".to_string())??;
+            .map_err(|_| "a client panicked".to_string())?;
         latencies.extend(got.into_iter().map(|us| f64::from(us) / 1000.0));
     }
     let received = latencies.len() as f64 / (streamed.deltas as f64 * size.max(1) as f64);
