@@ -415,7 +415,10 @@ fn start_subject(
     seed(&session_id)?;
     let url = server.url(&format!("/api/sessions/{session_id}/messages"));
     match bench_support::call(&agent, "GET", &url, None)? {
-        (200, Value::Array(list)) if list.len() == MESSAGES => {}
+        (200, Value::Array(list)) if list.len() == MESSAGES => {
+            let bytes = Value::Array(list).to_string().len();
+            eprintln!("bench_rest: the messages page is {bytes} bytes of JSON");
+        }
         (status, body) => return Err(format!("GET messages after seeding: {status} {body:.200}")),
     }
     Ok(Subject { server, session_id })
@@ -552,6 +555,11 @@ fn run(options: &Options) -> Result<(), String> {
         subjects.push((Target::Postgres, subject));
     }
 
+    notes.push(format!(
+        "The SQLite file lives in {} (the temp directory; set TMPDIR to move it): a write \
+         commits to its WAL there, and checkpoints sync it.",
+        dir.display()
+    ));
     let started = Instant::now();
     let mut results: HashMap<Cell, Vec<Sample>> = HashMap::new();
     for round in 0..options.runs {
@@ -605,7 +613,8 @@ fn print_report(
          request), RATE_LIMIT_SESSIONS=0 and RATE_LIMIT_MESSAGES=0 (rate limits off, so POST \
          is not answered 429), DESKTOP_MODE=none. Reference: a bare tiny_http server (a \
          process of its own, {POOL} threads calling `recv`) answering a fixed {}-byte JSON \
-         session object. The messages route answers a session of {MESSAGES} text messages. \
+         session object. The messages route answers a session of {MESSAGES} text messages \
+         (about 33 KB of JSON, some 70 times the reference's body). \
          Targets: ≥ {TARGET_RATIO:.0} % of the reference's req/s on the GET routes; p99 < \
          {TARGET_P99_MS:.0} ms at {TARGET_P99_AT} connections (every route).\n",
         bench_support::machine(),
