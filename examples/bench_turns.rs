@@ -162,7 +162,8 @@ fn history_name(messages: usize) -> String {
 }
 
 fn concurrency_name(sessions: usize, messages: usize) -> String {
-    format!("{sessions} sessions at once, {messages} messages")
+    let plural = if sessions == 1 { "" } else { "s" };
+    format!("{sessions} session{plural} at once, {messages} messages")
 }
 
 fn measure(options: &Options, dir: &Path) -> Result<(), String> {
@@ -549,13 +550,19 @@ fn print_report(options: &Options, results: &Results, bare_ms: &[f64]) {
         } else if *name == history_name(100) {
             format!("< 2 ms: {}", verdict(median(&p50) < 2.0))
         } else if name.starts_with("100 sessions") || name.starts_with("200 sessions") {
-            let cpu = results.get(name, |f| f.cpu_ms);
-            let rate = results.get(name, |f| f.calls_per_s);
-            let ten_rate = results.get(&ten, |f| f.calls_per_s);
-            let linear = median(&cpu) <= 1.5 * median(&single_cpu)
-                && median(&rate) >= 0.67 * median(&ten_rate);
+            // Ratios within each run (same load on a shared machine), then their median.
+            let per_run = |a: &[f64], b: &[f64]| -> f64 {
+                median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>())
+            };
+            let cpu_ratio = per_run(&results.get(name, |f| f.cpu_ms), &single_cpu);
+            let rate_ratio = per_run(
+                &results.get(name, |f| f.calls_per_s),
+                &results.get(&ten, |f| f.calls_per_s),
+            );
+            let linear = cpu_ratio <= 1.5 && rate_ratio >= 0.67;
             format!(
-                "linear (CPU/call ≤ 1.5× of 1 session, calls/s ≥ ⅔ of 10 sessions): {}",
+                "linear: CPU/call {cpu_ratio:.2}× of 1 session (≤ 1.5×), calls/s {rate_ratio:.2}× \
+                 of 10 sessions (≥ 0.67×): {}",
                 verdict(linear)
             )
         } else {
