@@ -115,6 +115,9 @@ fn main() {
 /// What one run measured over one connection.
 struct Sample {
     bytes_per_s: f64,
+    /// CPU time per GB of pixels: the proxy's threads when proxied, the client's (every byte
+    /// read from a socket once) when direct.
+    cpu_ms_per_gb: f64,
     p50_ms: f64,
     p99_ms: f64,
 }
@@ -175,12 +178,14 @@ fn measure<L: Link>(link: L, options: &Options) -> io::Result<Sample> {
     rfb.update(0, 0, w, h)?;
     let budget = Duration::from_secs_f64(options.seconds);
     let (mut bytes, mut updates) = (0, 0);
+    let cpu_before = L::cpu_seconds();
     let started = Instant::now();
     while updates < MIN_UPDATES || started.elapsed() < budget {
         bytes += rfb.update(0, 0, w, h)?;
         updates += 1;
     }
     let bytes_per_s = bytes as f64 / started.elapsed().as_secs_f64();
+    let cpu_ms_per_gb = (L::cpu_seconds() - cpu_before) * 1e3 / (bytes as f64 / 1e9);
     let mut times = Vec::with_capacity(options.pings);
     for i in 0..options.pings {
         // Move the probe around so no two consecutive requests ask for the same pixels.
@@ -193,6 +198,7 @@ fn measure<L: Link>(link: L, options: &Options) -> io::Result<Sample> {
     let (p50_ms, p99_ms) = p50_p99(&mut times);
     Ok(Sample {
         bytes_per_s,
+        cpu_ms_per_gb,
         p50_ms,
         p99_ms,
     })
@@ -226,6 +232,14 @@ fn print_rows(size: &str, direct: &[Sample], proxied: &[Sample]) {
         &mb_proxied,
         &mb_direct,
         &target,
+    );
+    let cpu = |samples: &[Sample]| samples.iter().map(|s| s.cpu_ms_per_gb).collect::<Vec<_>>();
+    cells(
+        format!("{size} CPU per GB: proxy threads vs the direct client reading it"),
+        "ms",
+        &cpu(proxied),
+        &cpu(direct),
+        "—",
     );
     let p50 = |samples: &[Sample]| samples.iter().map(|s| s.p50_ms).collect::<Vec<_>>();
     let p99 = |samples: &[Sample]| samples.iter().map(|s| s.p99_ms).collect::<Vec<_>>();
@@ -400,9 +414,33 @@ trait Link {
     fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()>;
     /// Reads and discards `n` bytes (the pixels).
     fn skip(&mut self, n: usize) -> io::Result<()>;
+    /// CPU time used so far by what moves the bytes on this kind of link, in seconds.
+    fn cpu_seconds() -> f64;
+}
+
+/// CPU time of this process's threads named one of `names`, in seconds: their run time in
+/// nanoseconds from `schedstat` (exact, unlike the 10 ms ticks of `stat`).
+fn threads_cpu_seconds(names: &[&str]) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let run_ns = |task: std::fs::DirEntry| -> Option<f64> {
+        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        if !names.contains(&comm.trim()) {
+            return None;
+        }
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        schedstat.split_whitespace().next()?.parse().ok()
+    };
+    tasks.filter_map(|task| run_ns(task.ok()?)).sum::<f64>() / 1e9
 }
 
 impl Link for TcpStream {
+    /// The bench client: this program's main thread.
+    fn cpu_seconds() -> f64 {
+        threads_cpu_seconds(&["bench_vnc"])
+    }
+
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.write_all(bytes)
     }
@@ -468,6 +506,11 @@ impl WsLink {
 }
 
 impl Link for WsLink {
+    /// The proxy's two threads per link: the stream thread (`ws`) and its reader (`vnc-up`).
+    fn cpu_seconds() -> f64 {
+        threads_cpu_seconds(&["ws", "vnc-up"])
+    }
+
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         let message = Message::Binary(Bytes::copy_from_slice(bytes));
         self.ws.send(message).map_err(io::Error::other)
