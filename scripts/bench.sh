@@ -51,8 +51,10 @@ for section in "${sections[@]}"; do
 done
 
 echo "bench: building (release)" >&2
-cargo build --release --quiet --bin computer-use-server \
-  --example bench_rest --example bench_fanout --example bench_memory \
+# The server on its own: built together with the examples, it would get the test-only
+# `fault-injection` feature that the examples' dev-dependency on this package turns on.
+cargo build --release --quiet --bin computer-use-server
+cargo build --release --quiet --example bench_rest --example bench_events \
   --example bench_turns --example bench_startup
 
 mode=full
@@ -93,8 +95,8 @@ failed=()
 for section in "${sections[@]}"; do
   case "$section" in
     rest) run_section rest 400 target/release/examples/bench_rest "${smoke_flag[@]}" || failed+=(rest) ;;
-    fanout) run_section fanout 300 target/release/examples/bench_fanout "${smoke_flag[@]}" || failed+=(fanout) ;;
-    memory) run_section memory 300 target/release/examples/bench_memory "${smoke_flag[@]}" || failed+=(memory) ;;
+    fanout) run_section fanout 300 target/release/examples/bench_events --only fanout "${smoke_flag[@]}" || failed+=(fanout) ;;
+    memory) run_section memory 300 target/release/examples/bench_events --only memory "${smoke_flag[@]}" || failed+=(memory) ;;
     turns) run_section turns 300 target/release/examples/bench_turns "${smoke_flag[@]}" || failed+=(turns) ;;
     startup) run_section startup 120 target/release/examples/bench_startup "${smoke_flag[@]}" || failed+=(startup) ;;
     desktop)
