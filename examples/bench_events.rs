@@ -99,7 +99,7 @@ fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         smoke: false,
         runs: 3,
-        seconds: 3.0,
+        seconds: 2.0,
         fanout: true,
         memory: true,
         sizes: vec![1, 100, 1000],
@@ -500,7 +500,7 @@ fn connect_sse(addr: &str, id: &str) -> Result<(TcpStream, Vec<u8>), String> {
 
 /// A subscriber's open stream.
 enum Connected {
-    Ws(tungstenite::WebSocket<TcpStream>),
+    Ws(Box<tungstenite::WebSocket<TcpStream>>),
     Sse(TcpStream, Vec<u8>),
 }
 
@@ -511,7 +511,7 @@ fn connect(transport: Transport, addr: &str, id: &str) -> Result<Connected, Stri
     let (socket, connected) = match transport {
         Transport::WebSocket => {
             let ws = connect_ws(addr, id)?;
-            (ws.get_ref().try_clone(), Connected::Ws(ws))
+            (ws.get_ref().try_clone(), Connected::Ws(Box::new(ws)))
         }
         Transport::Sse => {
             let (stream, rest) = connect_sse(addr, id)?;
@@ -533,7 +533,7 @@ fn spawn_subscriber(
     std::thread::Builder::new()
         .stack_size(CLIENT_STACK)
         .spawn(move || match connected {
-            Connected::Ws(ws) => follow_ws(ws, &stop),
+            Connected::Ws(ws) => follow_ws(*ws, &stop),
             Connected::Sse(stream, rest) => follow_sse(stream, rest, &stop),
         })
 }
@@ -682,9 +682,7 @@ fn fanout_once(
     stop.store(true, Ordering::SeqCst);
     let mut latencies: Vec<f64> = Vec::new();
     for client in clients {
-        let got = client
-            .join()
-            .map_err(|_| "a client panicked".to_string())?;
+        let got = client.join().map_err(|_| "a client panicked".to_string())?;
         latencies.extend(got.into_iter().map(|us| f64::from(us) / 1000.0));
     }
     let received = latencies.len() as f64 / (streamed.deltas as f64 * size.max(1) as f64);
