@@ -418,15 +418,16 @@ trait Link {
     fn cpu_seconds() -> f64;
 }
 
-/// CPU time of this process's threads named one of `names`, in seconds: their run time in
-/// nanoseconds from `schedstat` (exact, unlike the 10 ms ticks of `stat`).
-fn threads_cpu_seconds(names: &[&str]) -> f64 {
+/// CPU time of this process's threads that `pick` chooses by (thread id, name), in seconds:
+/// their run time in nanoseconds from `schedstat` (exact, unlike the 10 ms ticks of `stat`).
+fn threads_cpu_seconds(pick: impl Fn(u32, &str) -> bool) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
     let run_ns = |task: std::fs::DirEntry| -> Option<f64> {
+        let tid = task.file_name().to_str()?.parse().ok()?;
         let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-        if !names.contains(&comm.trim()) {
+        if !pick(tid, comm.trim()) {
             return None;
         }
         let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
@@ -438,7 +439,7 @@ fn threads_cpu_seconds(names: &[&str]) -> f64 {
 impl Link for TcpStream {
     /// The bench client: this program's main thread.
     fn cpu_seconds() -> f64 {
-        threads_cpu_seconds(&["bench_vnc"])
+        threads_cpu_seconds(|tid, _| tid == std::process::id())
     }
 
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -508,7 +509,7 @@ impl WsLink {
 impl Link for WsLink {
     /// The proxy's two threads per link: the stream thread (`ws`) and its reader (`vnc-up`).
     fn cpu_seconds() -> f64 {
-        threads_cpu_seconds(&["ws", "vnc-up"])
+        threads_cpu_seconds(|_, name| name == "ws" || name == "vnc-up")
     }
 
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
