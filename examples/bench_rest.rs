@@ -3,10 +3,14 @@
 //! connections, on SQLite and on PostgreSQL, driven by `wrk` on loopback.
 //!
 //! Reference, measured in the same run and interleaved with the server's cells (each round
-//! measures every cell once, reference first, so slow phases of a noisy machine hit both): a
+//! measures every cell once, references first, so slow phases of a noisy machine hit both): a
 //! bare tiny_http server with the server's pool size (`HTTP_THREADS`, 8 threads calling
-//! `recv`) answering a fixed JSON body the size of a session object. It is this binary again,
-//! started with a hidden flag as a process of its own.
+//! `recv`) answering fixed JSON bodies: the very bytes the server answered for the session
+//! object and for the messages page (captured from the SQLite server after seeding), each on
+//! a path of its own. Each GET route is compared with the reference serving a body of the
+//! same size, so the ratio is what routing, auth, the store and serialisation cost on top of
+//! the HTTP layer moving the same bytes. It is this binary again, started with a hidden flag
+//! as a process of its own.
 //!
 //!   cargo build --release --example bench_rest && target/release/examples/bench_rest
 //!   target/release/examples/bench_rest --smoke          (one short round of a few cells)
@@ -101,7 +105,14 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(BARE_FLAG) {
         let port = args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-        bare_server(port);
+        let body = |i: usize| {
+            let path = args.get(i).map(PathBuf::from).unwrap_or_default();
+            std::fs::read(&path).unwrap_or_else(|err| {
+                eprintln!("bench_rest: bare server body {}: {err}", path.display());
+                std::process::exit(1)
+            })
+        };
+        bare_server(port, body(2), body(3));
         return;
     }
     let options = parse_args(&args).unwrap_or_else(|why| {
@@ -155,53 +166,40 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
 
 // ---------------------------------------------------------------- the reference server
 
-/// A session object as the API returns it: the reference answers this, fixed.
-fn bare_body() -> Vec<u8> {
-    json!({
-        "id": "0b9a3f0e-8d7c-4e5f-9a1b-2c3d4e5f6a7b",
-        "title": "bench",
-        "model": "claude-sonnet-4-5-20250929",
-        "provider": "anthropic",
-        "system_prompt_suffix": "",
-        "tool_version": "computer_use_20250124",
-        "max_tokens": 16384,
-        "thinking_budget": null,
-        "only_n_most_recent_images": 3,
-        "status": "idle",
-        "usage": {
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0
-        },
-        "created_at": "2026-11-25T00:00:00.000Z",
-        "updated_at": "2026-11-25T00:00:00.000Z"
-    })
-    .to_string()
-    .into_bytes()
-}
+/// The bare reference's path for the large body (any other path gets the small one).
+const BARE_LARGE_PATH: &str = "/api/sessions/bench/messages";
+const BARE_SMALL_PATH: &str = "/api/sessions/bench";
 
-/// The bare reference: `POOL` threads calling tiny_http's `recv`, each answering the fixed
-/// body. Runs until killed.
-fn bare_server(port: u16) {
-    let server = match tiny_http::Server::http(("127.0.0.1", port)) {
+/// The bare reference: `POOL` threads calling tiny_http's `recv`, each answering a fixed body:
+/// `large` on [`BARE_LARGE_PATH`], `small` on any other path. Like the server, it sends a
+/// body whole with its length (no chunking of bodies of 32 KiB or more). Runs until killed.
+fn bare_server(port: u16, small: Vec<u8>, large: Vec<u8>) {
+    let server = match nodelay_listener(port)
+        .and_then(|listener| tiny_http::Server::from_listener(listener, None))
+    {
         Ok(server) => Arc::new(server),
         Err(err) => {
             eprintln!("bench_rest: bare server on port {port}: {err}");
             std::process::exit(1);
         }
     };
-    let body = Arc::new(bare_body());
+    let bodies = Arc::new((small, large));
     let content_type =
         tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
             .expect("a valid header");
     let threads: Vec<_> = (0..POOL)
         .map(|_| {
-            let (server, body, content_type) = (server.clone(), body.clone(), content_type.clone());
+            let (server, bodies, content_type) =
+                (server.clone(), bodies.clone(), content_type.clone());
             std::thread::spawn(move || {
                 while let Ok(request) = server.recv() {
+                    let body = match request.url() == BARE_LARGE_PATH {
+                        true => &bodies.1,
+                        false => &bodies.0,
+                    };
                     let response = tiny_http::Response::from_data(body.to_vec())
-                        .with_header(content_type.clone());
+                        .with_header(content_type.clone())
+                        .with_chunked_threshold(usize::MAX);
                     let _ = request.respond(response);
                 }
             })
@@ -212,6 +210,32 @@ fn bare_server(port: u16) {
     }
 }
 
+/// A listener whose accepted connections have `TCP_NODELAY` (Linux copies it from the
+/// listening socket), like the server's: tiny_http writes a response of more than its 1 KiB
+/// buffer in two parts, and with Nagle's algorithm the second would wait for the client's
+/// delayed ACK of the first (40 ms).
+fn nodelay_listener(
+    port: u16,
+) -> Result<std::net::TcpListener, Box<dyn std::error::Error + Send + Sync>> {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a pointer to a c_int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(listener)
+}
+
 /// The reference server as a child process; killed on drop.
 struct Bare {
     child: Child,
@@ -219,12 +243,15 @@ struct Bare {
 }
 
 impl Bare {
-    fn start() -> Result<Bare, String> {
+    /// Serves the bytes of the file `small` and of the file `large`.
+    fn start(small: &Path, large: &Path) -> Result<Bare, String> {
         let port = bench_support::free_port();
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let child = Command::new(exe)
             .arg(BARE_FLAG)
             .arg(port.to_string())
+            .arg(small)
+            .arg(large)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -388,6 +415,27 @@ fn seed_postgres(url: &str, session_id: &str) -> Result<(), String> {
 struct Subject {
     server: Server,
     session_id: String,
+    /// The bodies the server answered: the session object and the messages page.
+    session_body: Vec<u8>,
+    messages_body: Vec<u8>,
+}
+
+/// A GET's status and raw body bytes.
+fn get_bytes(agent: &ureq::Agent, url: &str) -> Result<(u16, Vec<u8>), String> {
+    let request = ureq::http::Request::builder()
+        .method("GET")
+        .uri(url)
+        .body(())
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let mut response = agent.run(request).map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    Ok((status, body))
 }
 
 /// Starts the server on `database_url` (rate limits off), creates a session through the API
@@ -414,14 +462,38 @@ fn start_subject(
     }
     seed(&session_id)?;
     let url = server.url(&format!("/api/sessions/{session_id}/messages"));
-    match bench_support::call(&agent, "GET", &url, None)? {
-        (200, Value::Array(list)) if list.len() == MESSAGES => {
-            let bytes = Value::Array(list).to_string().len();
-            eprintln!("bench_rest: the messages page is {bytes} bytes of JSON");
+    let messages_body = match get_bytes(&agent, &url)? {
+        (200, body) => body,
+        (status, body) => {
+            let text = String::from_utf8_lossy(&body);
+            return Err(format!("GET messages after seeding: {status} {text:.200}"));
         }
-        (status, body) => return Err(format!("GET messages after seeding: {status} {body:.200}")),
+    };
+    match serde_json::from_slice::<Value>(&messages_body) {
+        Ok(Value::Array(list)) if list.len() == MESSAGES => {}
+        _ => {
+            return Err(format!(
+                "GET messages after seeding: not {MESSAGES} messages"
+            ));
+        }
     }
-    Ok(Subject { server, session_id })
+    let url = server.url(&format!("/api/sessions/{session_id}"));
+    let session_body = match get_bytes(&agent, &url)? {
+        (200, body) => body,
+        (status, _) => return Err(format!("GET the session after seeding: {status}")),
+    };
+    eprintln!(
+        "bench_rest: {database_url}: the session object is {} bytes, the messages page {} \
+         bytes of JSON",
+        session_body.len(),
+        messages_body.len()
+    );
+    Ok(Subject {
+        server,
+        session_id,
+        session_body,
+        messages_body,
+    })
 }
 
 // ---------------------------------------------------------------- wrk
@@ -542,7 +614,6 @@ fn run(options: &Options) -> Result<(), String> {
     } else {
         None
     };
-    let bare = Bare::start()?;
     let db = dir.join("bench.db");
     let sqlite_url = format!("sqlite://{}", db.display());
     let mut subjects = vec![(
@@ -554,6 +625,19 @@ fn run(options: &Options) -> Result<(), String> {
         let subject = start_subject(&url, |id| seed_postgres(&url, id))?;
         subjects.push((Target::Postgres, subject));
     }
+    // The reference serves the SQLite server's own answers, byte for byte.
+    let (small, large) = (dir.join("session.json"), dir.join("messages.json"));
+    let sizes = Sizes {
+        small: subjects[0].1.session_body.len(),
+        large: subjects[0].1.messages_body.len(),
+    };
+    for (path, body) in [
+        (&small, &subjects[0].1.session_body),
+        (&large, &subjects[0].1.messages_body),
+    ] {
+        std::fs::write(path, body).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let bare = Bare::start(&small, &large)?;
 
     notes.push(format!(
         "The SQLite file lives in {} (the temp directory; set TMPDIR to move it): a write \
@@ -565,10 +649,18 @@ fn run(options: &Options) -> Result<(), String> {
     for round in 0..options.runs {
         eprintln!("bench_rest: round {} of {}", round + 1, options.runs);
         for &connections in &options.connections {
-            let url = format!("http://{}/api/sessions/bench", bare.addr);
-            let sample = wrk(&url, connections, options.seconds, None)?;
-            let cell = (Target::Bare, Route::Session, connections);
-            results.entry(cell).or_default().push(sample);
+            // The small body always (POST is shown against it too), the large one if a route
+            // is compared with it.
+            let mut references = vec![(Route::Session, BARE_SMALL_PATH)];
+            if options.routes.contains(&Route::Messages) {
+                references.push((Route::Messages, BARE_LARGE_PATH));
+            }
+            for (route, path) in references {
+                let url = format!("http://{}{path}", bare.addr);
+                let sample = wrk(&url, connections, options.seconds, None)?;
+                let cell = (Target::Bare, route, connections);
+                results.entry(cell).or_default().push(sample);
+            }
             for (target, subject) in &subjects {
                 for &route in &options.routes {
                     let id = &subject.session_id;
@@ -594,8 +686,26 @@ fn run(options: &Options) -> Result<(), String> {
     }
     drop(bare);
     drop(pg_database);
-    print_report(options, &results, &notes, took);
+    print_report(options, &results, &notes, took, sizes);
     Ok(())
+}
+
+/// The sizes of the reference's two bodies.
+#[derive(Clone, Copy)]
+struct Sizes {
+    small: usize,
+    large: usize,
+}
+
+impl Route {
+    /// The reference cell this route is compared with: the bare server answering a body of
+    /// the same size (POST, which has no ratio target, is shown against the small one).
+    fn reference(self) -> Route {
+        match self {
+            Route::Messages => Route::Messages,
+            Route::Session | Route::Create => Route::Session,
+        }
+    }
 }
 
 fn print_report(
@@ -603,6 +713,7 @@ fn print_report(
     results: &HashMap<Cell, Vec<Sample>>,
     notes: &[String],
     took: Duration,
+    sizes: Sizes,
 ) {
     println!("### REST throughput and latency\n");
     println!(
@@ -612,16 +723,19 @@ fn print_report(
          The server: release binary, HTTP_THREADS={POOL}, RUST_LOG=warn (no log line per \
          request), RATE_LIMIT_SESSIONS=0 and RATE_LIMIT_MESSAGES=0 (rate limits off, so POST \
          is not answered 429), DESKTOP_MODE=none. Reference: a bare tiny_http server (a \
-         process of its own, {POOL} threads calling `recv`) answering a fixed {}-byte JSON \
-         session object. The messages route answers a session of {MESSAGES} text messages \
-         (about 33 KB of JSON, some 70 times the reference's body). \
+         process of its own, {POOL} threads calling `recv`, bodies sent whole with their \
+         length like the server's) answering fixed JSON bodies, the server's own answers \
+         byte for byte: the {}-byte session object, and the {}-byte messages page (a session \
+         of {MESSAGES} text messages). Each GET route is compared with the reference serving \
+         the body of the same size; POST with the small one. \
          Targets: ≥ {TARGET_RATIO:.0} % of the reference's req/s on the GET routes; p99 < \
          {TARGET_P99_MS:.0} ms at {TARGET_P99_AT} connections (every route).\n",
         bench_support::machine(),
         options.runs,
         options.seconds,
         took.as_secs_f64(),
-        bare_body().len(),
+        sizes.small,
+        sizes.large,
     );
     println!(
         "{}",
@@ -630,7 +744,7 @@ fn print_report(
             "backend",
             "connections",
             "req/s",
-            "vs bare tiny_http",
+            "vs bare tiny_http (same body size)",
             "p50 ms",
             "p99 ms",
             "target"
@@ -639,25 +753,34 @@ fn print_report(
     let column =
         |samples: &[Sample], f: fn(&Sample) -> f64| -> Vec<f64> { samples.iter().map(f).collect() };
     let mut errors = 0;
-    for &connections in &options.connections {
-        let Some(reference) = results.get(&(Target::Bare, Route::Session, connections)) else {
-            continue;
+    for (route, size) in [
+        (Route::Session, sizes.small),
+        (Route::Messages, sizes.large),
+    ] {
+        let label = match route {
+            Route::Messages => format!("reference: fixed {size}-byte JSON body (messages page)"),
+            _ => format!("reference: fixed {size}-byte JSON body (session object)"),
         };
-        let reference_rps = column(reference, |s| s.rps);
-        errors += reference.iter().map(|s| s.errors).sum::<u64>();
-        println!(
-            "{}",
-            row(&[
-                "reference: fixed JSON body",
-                Target::Bare.label(),
-                &connections.to_string(),
-                &summary(&reference_rps),
-                "100 %",
-                &summary(&column(reference, |s| s.p50_ms)),
-                &summary(&column(reference, |s| s.p99_ms)),
-                "",
-            ])
-        );
+        for &connections in &options.connections {
+            let Some(reference) = results.get(&(Target::Bare, route, connections)) else {
+                continue;
+            };
+            let reference_rps = column(reference, |s| s.rps);
+            errors += reference.iter().map(|s| s.errors).sum::<u64>();
+            println!(
+                "{}",
+                row(&[
+                    &label,
+                    Target::Bare.label(),
+                    &connections.to_string(),
+                    &summary(&reference_rps),
+                    "100 %",
+                    &summary(&column(reference, |s| s.p50_ms)),
+                    &summary(&column(reference, |s| s.p99_ms)),
+                    "",
+                ])
+            );
+        }
     }
     for route in &options.routes {
         for target in [Target::Sqlite, Target::Postgres] {
@@ -667,7 +790,7 @@ fn print_report(
                 };
                 errors += samples.iter().map(|s| s.errors).sum::<u64>();
                 let reference = results
-                    .get(&(Target::Bare, Route::Session, connections))
+                    .get(&(Target::Bare, route.reference(), connections))
                     .map(|r| column(r, |s| s.rps))
                     .unwrap_or_default();
                 let rps = column(samples, |s| s.rps);
