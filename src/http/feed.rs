@@ -12,6 +12,9 @@ use crate::store::StoreError;
 /// Stored events read per page while replaying.
 const PAGE: u64 = 200;
 
+/// Most live events a stream writes in one go (see [`Feed::drain_ready`]).
+pub(crate) const BATCH: usize = 64;
+
 /// One session's events for one client.
 pub(crate) struct Feed {
     app: App,
@@ -94,6 +97,26 @@ impl Feed {
                 Received::Closed(reason) => return Next::Closed(reason),
             }
         }
+    }
+}
+
+impl Feed {
+    /// Hands up to `max` live events that are already waiting to `out`, without blocking, so a
+    /// stream can write them with the one it just received and flush once. `Ok(Some(reason))`
+    /// when the subscription turned out to be closed (after every event before the close).
+    pub(crate) fn drain_ready<E>(
+        &mut self,
+        max: usize,
+        mut out: impl FnMut(&Published) -> Result<(), E>,
+    ) -> Result<Option<CloseReason>, E> {
+        for _ in 0..max {
+            match self.next(Duration::ZERO) {
+                Next::Event(event) => out(&event)?,
+                Next::Idle => return Ok(None),
+                Next::Closed(reason) => return Ok(Some(reason)),
+            }
+        }
+        Ok(None)
     }
 }
 

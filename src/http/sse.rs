@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tiny_http::Request;
 
 use super::error::{ApiError, ApiResult};
-use super::feed::{Feed, Next, ReplayError, close_text};
+use super::feed::{BATCH, Feed, Next, ReplayError, close_text};
 use super::request::{header, query_u64};
 use super::router::Params;
 use super::sessions::existing;
@@ -63,6 +63,8 @@ impl SseStream {
     /// Runs the stream until the client goes, the subscription closes or the server stops.
     pub(crate) fn run(mut self) {
         let _ = self.socket.set_write_timeout(Some(WRITE_TIMEOUT));
+        // Each flush is a whole batch of events: send it now, not after the previous ACK.
+        let _ = self.socket.set_nodelay(true);
         let mut feed = Feed::open(&self.app, &self.plan.session_id, self.plan.after);
         let ending = self.stream(&mut feed);
         if let Ok(Some(comment)) = ending {
@@ -94,7 +96,18 @@ impl SseStream {
                 return Ok(Some("closed: server shutting down".into()));
             }
             match feed.next(POLL.min(heartbeat)) {
-                Next::Event(event) => self.event(&event)?,
+                Next::Event(event) => {
+                    // Whatever else is already queued goes out in the same write: a client
+                    // that fell behind catches up in one syscall, not one per event.
+                    self.write_chunk(&frame(&event))?;
+                    let closed =
+                        feed.drain_ready(BATCH, |event| self.write_chunk(&frame(event)))?;
+                    self.writer.flush()?;
+                    if let Some(reason) = closed {
+                        let why = close_text(reason, feed.last_seq());
+                        return Ok(Some(format!("closed {why}, resume with Last-Event-ID")));
+                    }
+                }
                 Next::Idle if last_write.elapsed() >= heartbeat => self.chunk(": keepalive\n\n")?,
                 Next::Idle => continue,
                 Next::Closed(reason) => {
@@ -127,8 +140,13 @@ impl SseStream {
     }
 
     fn chunk(&mut self, data: &str) -> io::Result<()> {
-        write!(self.writer, "{:x}\r\n{data}\r\n", data.len())?;
+        self.write_chunk(data)?;
         self.writer.flush()
+    }
+
+    /// One chunk into the writer's buffer, not flushed.
+    fn write_chunk(&mut self, data: &str) -> io::Result<()> {
+        write!(self.writer, "{:x}\r\n{data}\r\n", data.len())
     }
 
     fn finish(&mut self) -> io::Result<()> {

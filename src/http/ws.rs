@@ -26,7 +26,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::error::{ApiError, ApiResult};
-use super::feed::{Feed, Next, ReplayError};
+use super::feed::{BATCH, Feed, Next, ReplayError};
 use super::limits::{Rate, RateCheck};
 use super::messages::{content_of, queued_json};
 use super::reply::make_header;
@@ -179,6 +179,13 @@ impl Writer {
         ws.send(message).is_ok()
     }
 
+    /// Sends frames with a single flush (one write for the lot, when they fit tungstenite's
+    /// write buffer); `false` when the connection is gone or closing.
+    pub(crate) fn send_batch(&self, messages: Vec<Message>) -> bool {
+        let mut ws = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        messages.into_iter().all(|m| ws.write(m).is_ok()) && ws.flush().is_ok()
+    }
+
     /// Writes a frame the caller encoded itself (the VNC proxy builds binary frames in place
     /// around the data it read, sparing two copies); `false` when the connection is gone or
     /// closing. Sound beside [`Writer::send`]: tungstenite's buffer is empty after every
@@ -231,6 +238,8 @@ impl EventStream {
     fn run(self) {
         let _ = self.socket.set_read_timeout(Some(POLL));
         let _ = self.socket.set_write_timeout(Some(WRITE_TIMEOUT));
+        // Each flush is a whole batch of frames: send it now, not after the previous ACK.
+        let _ = self.socket.set_nodelay(true);
         let Ok(write_socket) = self.socket.try_clone() else {
             return;
         };
@@ -329,8 +338,18 @@ impl EventLoop<'_> {
             }
             match feed.next(POLL.min(heartbeat)) {
                 Next::Event(event) => {
-                    if !self.writer.send(Message::text(&*event.json)) {
+                    // Whatever else is already queued goes out with it in one write: a client
+                    // that fell behind catches up in one syscall, not one per event.
+                    let mut batch = vec![Message::text(&*event.json)];
+                    let closed = feed.drain_ready(BATCH, |event| {
+                        batch.push(Message::text(&*event.json));
+                        Ok::<(), ()>(())
+                    });
+                    if !self.writer.send_batch(batch) {
                         return false;
+                    }
+                    if let Ok(Some(reason)) = closed {
+                        return self.closed(reason, feed.last_seq());
                     }
                 }
                 Next::Idle => {}

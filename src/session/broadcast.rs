@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::events::{EventKind, Published};
 use crate::metrics::Metrics;
@@ -45,6 +45,7 @@ pub enum Received {
 
 struct Subscriber {
     id: u64,
+    /// Unbounded: the bound is kept by [`Broadcaster::publish`] (see [`Broadcaster::subscribe`]).
     tx: Sender<Published>,
     reason: Arc<AtomicU8>,
 }
@@ -96,8 +97,13 @@ impl Broadcaster {
     }
 
     /// Subscribes to a session's future events.
+    ///
+    /// The queue is an unbounded channel whose length `publish` checks: a bounded one
+    /// allocates (and touches) all `SUBSCRIBER_QUEUE` slots up front, 40 KiB per subscriber
+    /// at the default 1024, while an idle subscriber's queue is empty. Only `publish` sends,
+    /// under the registry lock, so the check and the send cannot race.
     pub fn subscribe(&self, session_id: &str) -> Subscription {
-        let (tx, rx) = crossbeam_channel::bounded(self.inner.queue);
+        let (tx, rx) = crossbeam_channel::unbounded();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let reason = Arc::new(AtomicU8::new(CloseReason::Open as u8));
         let subscriber = Subscriber {
@@ -126,17 +132,15 @@ impl Broadcaster {
         let Some(channel) = channels.get_mut(session_id) else {
             return;
         };
-        channel
-            .subscribers
-            .retain(|sub| match sub.tx.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    sub.reason
-                        .store(CloseReason::Lagged as u8, Ordering::SeqCst);
-                    false
-                }
-                Err(TrySendError::Disconnected(_)) => false,
-            });
+        let queue = self.inner.queue;
+        channel.subscribers.retain(|sub| {
+            if sub.tx.len() >= queue {
+                sub.reason
+                    .store(CloseReason::Lagged as u8, Ordering::SeqCst);
+                return false;
+            }
+            sub.tx.send(event.clone()).is_ok()
+        });
     }
 
     /// Ends every subscription of a session (it was deleted).
