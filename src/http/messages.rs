@@ -1,5 +1,7 @@
 //! `/api/sessions/{id}/messages`: the conversation (plus queued messages) and posting one.
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tiny_http::Request;
 
@@ -7,18 +9,21 @@ use super::error::{ApiError, ApiResult};
 use super::reply::Reply;
 use super::request::{json_body, paging};
 use super::router::Params;
-use super::sessions::existing;
+use super::sessions::{existing, not_found};
 use crate::app::App;
-use crate::store::MessageRecord;
+use crate::store::{MessageListing, MessageRecord};
 
-/// `GET /api/sessions/{id}/messages?skip=&limit=`.
+/// `GET /api/sessions/{id}/messages?skip=&limit=`: the stored content JSON is passed through
+/// as is, and the page is serialised straight to bytes.
 pub(crate) fn list(app: &App, request: &mut Request, params: &Params) -> ApiResult<Reply> {
     let (skip, limit) = paging(request.url())?;
-    existing(app, &params.id)?;
-    let records = app.store.list_messages(&params.id, skip, limit)?;
-    Ok(Reply::ok(Value::Array(
-        records.iter().map(message_json).collect(),
-    )))
+    let listings = app
+        .store
+        .list_messages_page(&params.id, skip, limit)?
+        .ok_or_else(|| not_found(&params.id))?;
+    let page: Vec<MessageJson<'_>> = listings.iter().map(MessageJson::from).collect();
+    let body = serde_json::to_vec(&page).map_err(|_| ApiError::internal())?;
+    Ok(Reply::json_bytes(body))
 }
 
 /// `POST /api/sessions/{id}/messages` `{"content": "..."}`: stored, queued, 202.
@@ -62,16 +67,31 @@ pub(crate) fn queued_json(record: &MessageRecord) -> Value {
     json!({"message_id": record.id, "session_id": record.session_id, "status": "queued"})
 }
 
-fn message_json(record: &MessageRecord) -> Value {
-    json!({
-        "id": record.id,
-        "session_id": record.session_id,
-        "role": record.role,
-        "content": record.content,
-        "timestamp": record.created_at,
-        "seq": record.seq,
-        "queued": record.seq.is_none(),
-    })
+/// A listed message as clients see it. The fields are in the alphabetical order a `Value`
+/// object has, so the output is byte for byte what building a `json!` object gave.
+#[derive(Serialize)]
+struct MessageJson<'a> {
+    content: &'a RawValue,
+    id: &'a str,
+    queued: bool,
+    role: &'a str,
+    seq: Option<i64>,
+    session_id: &'a str,
+    timestamp: &'a str,
+}
+
+impl<'a> From<&'a MessageListing> for MessageJson<'a> {
+    fn from(listing: &'a MessageListing) -> MessageJson<'a> {
+        MessageJson {
+            content: &listing.content,
+            id: &listing.id,
+            queued: listing.seq.is_none(),
+            role: &listing.role,
+            seq: listing.seq,
+            session_id: &listing.session_id,
+            timestamp: &listing.created_at,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,12 @@ impl Reply {
         }
     }
 
+    /// 200 with a JSON body serialised already (a `Serialize` type written straight to bytes,
+    /// with no `Value` in between).
+    pub fn json_bytes(data: Vec<u8>) -> Reply {
+        Reply::bytes(200, "application/json", data)
+    }
+
     /// An empty-bodied reply (preflight).
     pub fn no_content() -> Reply {
         Reply::with_status(204, Value::Null)
@@ -57,7 +63,12 @@ impl Reply {
         let (content_type, body) = match (self.status, self.raw) {
             (204 | 304, _) => (None, Vec::new()),
             (_, Some((content_type, data))) => (Some(content_type), data),
-            (_, None) => (Some("application/json"), self.body.to_string().into_bytes()),
+            // `to_vec` writes straight into the buffer (`to_string` goes through the
+            // formatting machinery); serialising a `Value` cannot fail.
+            (_, None) => (
+                Some("application/json"),
+                serde_json::to_vec(&self.body).unwrap_or_default(),
+            ),
         };
         let mut response = Response::from_data(body).with_status_code(self.status);
         if let Some(content_type) = content_type {

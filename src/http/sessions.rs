@@ -58,7 +58,7 @@ pub(crate) fn existing(app: &App, id: &str) -> ApiResult<SessionRecord> {
     app.store.get_session(id)?.ok_or_else(|| not_found(id))
 }
 
-fn not_found(id: &str) -> ApiError {
+pub(crate) fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("session {id} not found"))
 }
 

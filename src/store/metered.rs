@@ -7,7 +7,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::{
-    EventRecord, MessageRecord, NewSession, Result, SessionRecord, Store, StoreError, Usage,
+    EventRecord, MessagePage, MessageRecord, NewSession, Result, SessionRecord, Store, StoreError,
+    Usage,
 };
 use crate::metrics::Metrics;
 
@@ -110,6 +111,12 @@ impl Store for MeteredStore {
     fn list_messages(&self, session_id: &str, skip: u64, limit: u64) -> Result<Vec<MessageRecord>> {
         self.timed("list_messages", |s| {
             s.list_messages(session_id, skip, limit)
+        })
+    }
+
+    fn list_messages_page(&self, session_id: &str, skip: u64, limit: u64) -> Result<MessagePage> {
+        self.timed("list_messages_page", |s| {
+            s.list_messages_page(session_id, skip, limit)
         })
     }
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::config::DatabaseUrl;
 
@@ -80,6 +81,36 @@ pub struct MessageRecord {
     pub content: Value,
     pub created_at: String,
 }
+
+/// A message as the HTTP API lists it: like [`MessageRecord`], but `content` is the stored
+/// JSON text passed through as is (validated, never parsed into a `Value` and serialised
+/// again).
+#[derive(Clone, Debug)]
+pub struct MessageListing {
+    pub id: String,
+    pub session_id: String,
+    pub seq: Option<i64>,
+    pub role: String,
+    pub content: Box<RawValue>,
+    pub created_at: String,
+}
+
+impl From<MessageRecord> for MessageListing {
+    fn from(record: MessageRecord) -> MessageListing {
+        MessageListing {
+            content: serde_json::value::to_raw_value(&record.content)
+                .expect("a JSON value serialises"),
+            id: record.id,
+            session_id: record.session_id,
+            seq: record.seq,
+            role: record.role,
+            created_at: record.created_at,
+        }
+    }
+}
+
+/// A page of [`MessageListing`]s, or `None` when the session does not exist.
+pub type MessagePage = Option<Vec<MessageListing>>;
 
 /// A stored event. `payload` is the full event JSON without `seq`.
 #[derive(Clone, Debug, PartialEq)]
@@ -167,6 +198,18 @@ pub trait Store: Send + Sync {
     fn conversation(&self, session_id: &str) -> Result<Vec<MessageRecord>>;
     /// Conversation messages in `seq` order followed by queued ones in arrival order, paged.
     fn list_messages(&self, session_id: &str, skip: u64, limit: u64) -> Result<Vec<MessageRecord>>;
+    /// What `GET /api/sessions/{id}/messages` lists: the page of [`Store::list_messages`] with
+    /// the content as stored JSON text, or `None` when the session does not exist (one round
+    /// trip where the backend allows).
+    fn list_messages_page(&self, session_id: &str, skip: u64, limit: u64) -> Result<MessagePage> {
+        if self.get_session(session_id)?.is_none() {
+            return Ok(None);
+        }
+        let records = self.list_messages(session_id, skip, limit)?;
+        Ok(Some(
+            records.into_iter().map(MessageListing::from).collect(),
+        ))
+    }
     /// How many messages are queued for the session.
     fn queued_count(&self, session_id: &str) -> Result<u64>;
 

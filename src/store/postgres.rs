@@ -13,10 +13,12 @@ use postgres::{Client, Config, NoTls, Row, Statement};
 use r2d2::{ManageConnection, Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::migrate;
 use super::{
-    EventRecord, MessageRecord, NewSession, Result, SessionRecord, Store, StoreError, Usage,
+    EventRecord, MessageListing, MessagePage, MessageRecord, NewSession, Result, SessionRecord,
+    Store, StoreError, Usage,
 };
 use crate::util::time::now_rfc3339;
 
@@ -95,6 +97,17 @@ const LIST_MESSAGES: &str = concat!(
     " FROM messages WHERE session_id = $1 \
      ORDER BY (seq IS NULL), (coalesce(seq, arrival)) LIMIT $2 OFFSET $3"
 );
+/// [`LIST_MESSAGES`] and whether the session exists in one round trip: no row when it does
+/// not, one row of NULLs when it does but the page is empty. The content comes as text, to be
+/// passed through without parsing.
+const LIST_MESSAGES_PAGE: &str = "SELECT m.id, m.session_id, m.seq, m.role, m.content::text, \
+       m.created_at \
+     FROM sessions s LEFT JOIN LATERAL ( \
+       SELECT id, session_id, seq, arrival, role, content, created_at FROM messages \
+       WHERE session_id = s.id \
+       ORDER BY (seq IS NULL), (coalesce(seq, arrival)) LIMIT $2 OFFSET $3) m ON true \
+     WHERE s.id = $1 \
+     ORDER BY (m.seq IS NULL), (coalesce(m.seq, m.arrival))";
 const QUEUED_COUNT: &str = "SELECT count(*) FROM messages WHERE session_id = $1 AND seq IS NULL";
 const APPEND_EVENT: &str = "WITH bump AS ( \
        UPDATE sessions SET last_event_seq = last_event_seq + 1, updated_at = $4 \
@@ -345,6 +358,48 @@ fn message_from_row(row: &Row) -> Result<MessageRecord> {
     })
 }
 
+/// A row of [`LIST_MESSAGES_PAGE`]: `None` for the row of NULLs of an empty page.
+fn listing_from_row(row: &Row) -> Result<Option<MessageListing>> {
+    let Some(id) = row.try_get::<_, Option<String>>(0)? else {
+        return Ok(None);
+    };
+    let text: String = row.try_get(4)?;
+    let content = RawValue::from_string(compact_json(&text))
+        .map_err(|err| StoreError::Database(Box::new(err)))?;
+    Ok(Some(MessageListing {
+        id,
+        session_id: row.try_get(1)?,
+        seq: row.try_get(2)?,
+        role: row.try_get(3)?,
+        content,
+        created_at: row.try_get(5)?,
+    }))
+}
+
+/// jsonb's text form (`{"a": 1, "b": [2, 3]}`) without the whitespace between tokens, as
+/// serde_json writes it: a byte scan that leaves strings untouched.
+fn compact_json(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in text.as_bytes() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if matches!(byte, b' ' | b'\n' | b'\r' | b'\t') {
+            continue;
+        } else if byte == b'"' {
+            in_string = true;
+        }
+        out.push(byte);
+    }
+    // Only ASCII whitespace outside strings was removed: still UTF-8.
+    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
+}
+
 fn event_from_row(row: &Row) -> Result<EventRecord> {
     Ok(EventRecord {
         session_id: row.try_get(0)?,
@@ -508,6 +563,21 @@ impl Store for PostgresStore {
         })
     }
 
+    fn list_messages_page(&self, session_id: &str, skip: u64, limit: u64) -> Result<MessagePage> {
+        self.with(|conn| {
+            let params: [&(dyn ToSql + Sync); 3] = [&session_id, &sql_int(limit), &sql_int(skip)];
+            let rows = conn.query(LIST_MESSAGES_PAGE, &params)?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let mut page = Vec::with_capacity(rows.len());
+            for row in &rows {
+                page.extend(listing_from_row(row)?);
+            }
+            Ok(Some(page))
+        })
+    }
+
     fn queued_count(&self, session_id: &str) -> Result<u64> {
         self.with(|conn| {
             let rows = conn.query(QUEUED_COUNT, &[&session_id])?;
@@ -582,4 +652,21 @@ fn without_nul(value: &Value) -> std::borrow::Cow<'_, Value> {
     let mut owned = value.clone();
     replace(&mut owned);
     std::borrow::Cow::Owned(owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact_json;
+
+    #[test]
+    fn compact_json_drops_whitespace_between_tokens_only() {
+        let text = r#"[{"text": "a, b: \"c\" \\", "type": "text"}, {"n": [1, 2.5, null]}]"#;
+        let compact = compact_json(text);
+        assert_eq!(
+            compact,
+            r#"[{"text":"a, b: \"c\" \\","type":"text"},{"n":[1,2.5,null]}]"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(compact, parsed.to_string());
+    }
 }

@@ -16,10 +16,12 @@ use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, ffi, params,
 };
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::migrate::{self, Migration};
 use super::{
-    EventRecord, MessageRecord, NewSession, Result, SessionRecord, Store, StoreError, Usage,
+    EventRecord, MessageListing, MessagePage, MessageRecord, NewSession, Result, SessionRecord,
+    Store, StoreError, Usage,
 };
 use crate::util::time::now_rfc3339;
 
@@ -255,6 +257,21 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         seq: row.get(2)?,
         role: row.get(3)?,
         content: json_column(row, 4)?,
+        created_at: row.get(5)?,
+    })
+}
+
+/// A message row with its content passed through as the stored JSON text.
+fn listing_from_row(row: &Row<'_>) -> rusqlite::Result<MessageListing> {
+    let text: String = row.get(4)?;
+    let content = RawValue::from_string(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, Type::Text, Box::new(e)))?;
+    Ok(MessageListing {
+        id: row.get(0)?,
+        session_id: row.get(1)?,
+        seq: row.get(2)?,
+        role: row.get(3)?,
+        content,
         created_at: row.get(5)?,
     })
 }
@@ -507,6 +524,23 @@ impl Store for SqliteStore {
         self.read(|conn| collect(conn, &sql, params, message_from_row))
     }
 
+    fn list_messages_page(&self, session_id: &str, skip: u64, limit: u64) -> Result<MessagePage> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ?1 \
+             ORDER BY seq IS NULL, coalesce(seq, arrival) LIMIT ?2 OFFSET ?3"
+        );
+        let params = params![session_id, sql_int(limit), sql_int(skip)];
+        self.read(|conn| {
+            let exists = conn
+                .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
+                .exists([session_id])?;
+            if !exists {
+                return Ok(None);
+            }
+            collect(conn, &sql, params, listing_from_row).map(Some)
+        })
+    }
+
     fn queued_count(&self, session_id: &str) -> Result<u64> {
         self.read(|conn| {
             let n: i64 = conn
@@ -550,5 +584,50 @@ impl Store for SqliteStore {
                    OR id IN (SELECT session_id FROM messages WHERE seq IS NULL) \
                    ORDER BY created_at, ord";
         self.read(|conn| collect(conn, sql, [], |r| r.get(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    #[test]
+    fn message_page_passes_the_stored_content_through() {
+        let store = SqliteStore::open(Path::new(":memory:"), 1).unwrap();
+        let new = NewSession {
+            id: "s".into(),
+            title: None,
+            model: "m".into(),
+            provider: "anthropic".into(),
+            system_prompt_suffix: String::new(),
+            tool_version: "t".into(),
+            settings: json!({}),
+        };
+        store.create_session(&new).unwrap();
+        assert_eq!(
+            store.list_messages_page("s", 0, 10).unwrap().unwrap().len(),
+            0
+        );
+        assert!(store.list_messages_page("nope", 0, 10).unwrap().is_none());
+        let content = json!([{"type": "text", "text": "a \"b\" \u{2603}"}]);
+        store
+            .insert_message("s", "q", "user", &content, true)
+            .unwrap();
+        store
+            .insert_message("s", "c", "assistant", &content, false)
+            .unwrap();
+        let records = store.list_messages("s", 0, 10).unwrap();
+        let page = store.list_messages_page("s", 0, 10).unwrap().unwrap();
+        assert_eq!(page.len(), 2);
+        for (record, listing) in records.iter().zip(&page) {
+            assert_eq!((&record.id, record.seq), (&listing.id, listing.seq));
+            assert_eq!(listing.content.get(), record.content.to_string());
+            let parsed: Value = serde_json::from_str(listing.content.get()).unwrap();
+            assert_eq!(parsed, record.content);
+        }
+        let second = store.list_messages_page("s", 1, 1).unwrap().unwrap();
+        assert_eq!(second[0].id, "q");
     }
 }
