@@ -358,3 +358,39 @@ fn a_dead_websocket_client_is_found_by_heartbeats_and_closed() {
     );
     drop(silent);
 }
+
+/// Streams keep their connection's thread, and tiny_http's pool can queue a connection of a
+/// burst for a thread that already took another one. Every connection of bursts opened on
+/// top of open streams must still be answered promptly (the server nudges its pool).
+#[test]
+fn bursts_of_new_streams_on_top_of_open_ones_are_all_answered() {
+    let server = spawn_server(&[]);
+    let id = server.create_session();
+    let path = format!("/api/sessions/{id}/stream");
+    let addr = server.addr();
+    let mut open = Vec::new();
+    for burst in 0..6 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(25));
+        let threads: Vec<_> = (0..25)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let started = std::time::Instant::now();
+                    let client = SseClient::connect(addr, &path, None, &[]);
+                    (client, started.elapsed())
+                })
+            })
+            .collect();
+        for thread in threads {
+            let (client, took) = thread.join().expect("a stream of the burst got no answer");
+            assert_eq!(client.status, 200, "burst {burst}");
+            assert!(
+                took < Duration::from_secs(5),
+                "burst {burst}: answered after {took:?}"
+            );
+            open.push(client);
+        }
+    }
+    wait_for_subscribers(&server, &id, open.len());
+}

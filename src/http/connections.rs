@@ -56,13 +56,13 @@ pub(crate) struct Sweeper {
 }
 
 impl Connections {
-    pub(crate) fn new(local_port: u16, config: &HttpConfig) -> Arc<Connections> {
+    pub(crate) fn new(local: SocketAddr, config: &HttpConfig) -> Arc<Connections> {
         Arc::new(Connections {
-            local_port,
+            local_port: local.port(),
             keepalive: config.keepalive_timeout,
             body: config.body_timeout,
             tracked: Mutex::new(HashMap::new()),
-            heads: Heads::new(local_port, config),
+            heads: Heads::new(local, config),
         })
     }
 

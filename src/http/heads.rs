@@ -18,7 +18,7 @@
 //! second), not on every keep-alive sweep.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,8 @@ const READ_AHEAD: u64 = 1024;
 
 pub(crate) struct Heads {
     local_port: u16,
+    /// Where a connection to ourselves reaches our listener (see [`Heads::unstick`]).
+    kick_addr: SocketAddr,
     timeout: Duration,
     max_bytes: u64,
     period: Duration,
@@ -40,6 +42,8 @@ pub(crate) struct Heads {
 struct State {
     seen: HashMap<SocketAddr, Seen>,
     last_scan: Instant,
+    /// Connections found waiting for a thread in the last scan.
+    waiting: Vec<SocketAddr>,
 }
 
 #[derive(Clone, Copy)]
@@ -56,17 +60,24 @@ enum Cut {
 }
 
 impl Heads {
-    pub(crate) fn new(local_port: u16, config: &HttpConfig) -> Heads {
-        let period =
-            (config.header_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    pub(crate) fn new(local: SocketAddr, config: &HttpConfig) -> Heads {
+        let period = (config.header_timeout / 4)
+            .clamp(Duration::from_millis(100), Duration::from_millis(500));
+        let kick_ip = match local.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
         Heads {
-            local_port,
+            local_port: local.port(),
+            kick_addr: SocketAddr::new(kick_ip, local.port()),
             timeout: config.header_timeout,
             max_bytes: config.max_header_bytes as u64,
             period,
             state: Mutex::new(State {
                 seen: HashMap::new(),
                 last_scan: Instant::now(),
+                waiting: Vec::new(),
             }),
         }
     }
@@ -109,6 +120,8 @@ impl Heads {
         let live = socket::accepted(self.local_port);
         let now = Instant::now();
         let mut doomed = Vec::new();
+        let mut waiting_now = Vec::new();
+        let stuck;
         {
             let mut state = self.state();
             let mut current: HashMap<SocketAddr, Seen> = HashMap::with_capacity(live.len());
@@ -123,6 +136,9 @@ impl Heads {
                 }
                 let received = socket::received(fd);
                 let waiting = received.is_some_and(|r| r.read == 0 && r.queued > 0);
+                if waiting {
+                    waiting_now.push(remote);
+                }
                 if waiting && socket::queued_head_complete(fd, self.max_bytes as usize) {
                     // The client sent a whole head and nobody has read it yet: the connection
                     // waits for one of tiny_http's threads, which is our delay, not the
@@ -146,11 +162,41 @@ impl Heads {
                 current.entry(remote).or_insert(seen);
             }
             state.seen = current;
+            // Waiting in two scans in a row is no momentary hand-over: the pool lost it.
+            stuck = waiting_now
+                .iter()
+                .filter(|r| state.waiting.contains(r))
+                .count();
+            state.waiting = waiting_now;
         }
         for (fd, remote, why) in &doomed {
             self.cut(*fd, *remote, why);
         }
+        if stuck > 0 {
+            self.unstick(stuck);
+        }
         doomed.len()
+    }
+
+    /// Gets connections out of tiny_http's queue. Its connection pool counts a thread it has
+    /// just woken as still idle, so in a burst a connection can be queued for a thread that
+    /// already took another one; it then waits until some connection ends, which for a
+    /// stream (it keeps its thread) may be never. A connection that finds no idle thread
+    /// makes the pool start one, and that thread, once done with it, takes the queued ones.
+    /// So we open a connection to ourselves and close it at once: its thread reads the end
+    /// straight away and moves on to a stranded connection, which (a stream) may keep it; so
+    /// one such connection per stranded one.
+    fn unstick(&self, stranded: usize) {
+        log::debug!("http: {stranded} connection(s) wait for a thread; nudging the pool");
+        for _ in 0..stranded {
+            match TcpStream::connect_timeout(&self.kick_addr, Duration::from_secs(1)) {
+                Ok(stream) => drop(stream),
+                Err(err) => {
+                    log::warn!("http: cannot reach our own listener: {err}");
+                    return;
+                }
+            }
+        }
     }
 
     fn cut(&self, fd: std::os::fd::RawFd, remote: SocketAddr, why: &Cut) {

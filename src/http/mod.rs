@@ -138,7 +138,7 @@ pub fn serve(listener: TcpListener, app: App) -> std::io::Result<ServerHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let threads = app.config.http.threads;
     let http = &app.config.http;
-    let connections = Connections::new(addr.port(), http);
+    let connections = Connections::new(addr, http);
     let limits = Limits::new(http);
     let sweeper = connections.start_sweeper()?;
     let vnc_links = LinkCount::new(app.metrics.streams().vnc.clone());
