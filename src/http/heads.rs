@@ -10,12 +10,14 @@
 //! second head too) or is a stream. A connection whose complete head waits unread in the
 //! kernel is waiting for a tiny_http thread (a thread reads at once), so its clock only starts
 //! once a thread takes it: a burst of connections is never cut for the server's own delay,
-//! while a slow head is cut on time whether or not a thread has reached it yet. The size check reads how many bytes tiny_http has taken
-//! from the socket so far, so a head can overshoot the limit by what arrives within one scan.
+//! while a slow head is cut on time whether or not a thread has reached it yet. Such a connection
+//! may also be stranded in tiny_http's queue for good ([`Heads::unstick`] gets it out). The
+//! size check reads how many bytes tiny_http has taken from the socket so far, so a head can
+//! overshoot the limit by what arrives within one scan.
 //!
 //! A scan costs one directory read and one or two `getsockname`/`getpeername` calls per open
-//! descriptor, and runs at most four times per `HEADER_TIMEOUT` (and at most ten times a
-//! second), not on every keep-alive sweep.
+//! descriptor, and runs four times per `HEADER_TIMEOUT`, at least every 250 ms and at most ten
+//! times a second, not on every keep-alive sweep.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -25,6 +27,10 @@ use std::time::{Duration, Instant};
 use super::error::ApiError;
 use super::socket;
 use crate::config::HttpConfig;
+
+/// How long bytes may wait unread before their connection counts as stranded: a thread of
+/// tiny_http's reads a connection it serves at once (a false alarm costs one connection).
+const STUCK: Duration = Duration::from_millis(20);
 
 /// Bytes tiny_http may read past a head (its connection buffer).
 const READ_AHEAD: u64 = 1024;
@@ -42,8 +48,6 @@ pub(crate) struct Heads {
 struct State {
     seen: HashMap<SocketAddr, Seen>,
     last_scan: Instant,
-    /// Connections found waiting for a thread in the last scan.
-    waiting: Vec<SocketAddr>,
 }
 
 #[derive(Clone, Copy)]
@@ -62,7 +66,7 @@ enum Cut {
 impl Heads {
     pub(crate) fn new(local: SocketAddr, config: &HttpConfig) -> Heads {
         let period = (config.header_timeout / 4)
-            .clamp(Duration::from_millis(100), Duration::from_millis(500));
+            .clamp(Duration::from_millis(100), Duration::from_millis(250));
         let kick_ip = match local.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -77,7 +81,6 @@ impl Heads {
             state: Mutex::new(State {
                 seen: HashMap::new(),
                 last_scan: Instant::now(),
-                waiting: Vec::new(),
             }),
         }
     }
@@ -120,8 +123,7 @@ impl Heads {
         let live = socket::accepted(self.local_port);
         let now = Instant::now();
         let mut doomed = Vec::new();
-        let mut waiting_now = Vec::new();
-        let stuck;
+        let mut stranded = 0;
         {
             let mut state = self.state();
             let mut current: HashMap<SocketAddr, Seen> = HashMap::with_capacity(live.len());
@@ -136,8 +138,8 @@ impl Heads {
                 }
                 let received = socket::received(fd);
                 let waiting = received.is_some_and(|r| r.read == 0 && r.queued > 0);
-                if waiting {
-                    waiting_now.push(remote);
+                if received.is_some_and(|r| r.read == 0 && r.queued > 0 && r.since_data >= STUCK) {
+                    stranded += 1;
                 }
                 if waiting && socket::queued_head_complete(fd, self.max_bytes as usize) {
                     // The client sent a whole head and nobody has read it yet: the connection
@@ -162,18 +164,12 @@ impl Heads {
                 current.entry(remote).or_insert(seen);
             }
             state.seen = current;
-            // Waiting in two scans in a row is no momentary hand-over: the pool lost it.
-            stuck = waiting_now
-                .iter()
-                .filter(|r| state.waiting.contains(r))
-                .count();
-            state.waiting = waiting_now;
         }
         for (fd, remote, why) in &doomed {
             self.cut(*fd, *remote, why);
         }
-        if stuck > 0 {
-            self.unstick(stuck);
+        if stranded > 0 {
+            self.unstick(stranded);
         }
         doomed.len()
     }

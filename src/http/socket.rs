@@ -8,6 +8,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 /// Duplicates the connection socket whose peer is `remote` and local port is `local_port`.
 ///
@@ -52,6 +53,8 @@ pub(crate) struct Received {
     pub(crate) read: u64,
     /// Bytes that arrived and wait in the kernel to be read.
     pub(crate) queued: u64,
+    /// Time since the last data arrived.
+    pub(crate) since_data: Duration,
 }
 
 /// How many bytes the owner of connection socket `fd` has read from it and how many wait:
@@ -83,6 +86,7 @@ pub(crate) fn received(fd: RawFd) -> Option<Received> {
     Some(Received {
         read: info.tcpi_bytes_received.saturating_sub(queued),
         queued,
+        since_data: Duration::from_millis(u64::from(info.tcpi_last_data_recv)),
     })
 }
 
