@@ -90,7 +90,7 @@ run_section() {
   for ((try = 1; try <= tries; try++)); do
     local out
     if out=$(timeout --kill-after=10 "$limit" "$@"); then
-      echo "$out" | tee -a "$report"
+      printf '%s\n\n' "$out" | tee -a "$report"
       echo "bench: $name took $((SECONDS - started)) s" >&2
       return 0
     fi
