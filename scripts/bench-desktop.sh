@@ -22,18 +22,8 @@ case "${1:-}" in
   *) echo "usage: scripts/bench-desktop.sh [--smoke]" >&2; exit 2 ;;
 esac
 
-# The examples append the pid of every process they start here, so that a run that is
-# killed or times out leaves nothing behind: each is stopped by its id (and its group).
-pids_file=$(mktemp -t bench-desktop-pids.XXXXXX)
-export BENCH_PIDS=$pids_file
-cleanup() {
-  while read -r pid; do
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  done <"$pids_file"
-  rm -f "$pids_file"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Stops whatever the examples started when this script ends, however it ends.
+. scripts/bench-pids.sh bench-desktop
 
 cargo build --release --quiet --example bench_screenshot --example bench_vnc >&2
 

@@ -30,18 +30,8 @@ for arg in "$@"; do
 done
 ((${#sections[@]})) || sections=("${all_sections[@]}")
 
-# The examples append the pid of every process they start here; whatever a killed or
-# timed-out section leaves behind is stopped by its id (and its process group).
-pids_file=$(mktemp -t bench-pids.XXXXXX)
-export BENCH_PIDS=$pids_file
-cleanup() {
-  while read -r pid; do
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  done <"$pids_file"
-  rm -f "$pids_file"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Stops whatever the examples started when this script ends, however it ends.
+. scripts/bench-pids.sh bench
 
 for section in "${sections[@]}"; do
   if [ "$section" = rest ] && ! command -v wrk >/dev/null; then
