@@ -753,24 +753,15 @@ fn print_fanout(
                     &size.to_string(),
                     &summary(&p50),
                     &summary(&p99),
-                    &times(&p99, &one),
+                    &bench_support::times(&p99, &one),
                     &summary(&cpu),
-                    &times(&cpu, &cpu_ref),
+                    &bench_support::times(&cpu, &cpu_ref),
                     &format!("{} %", summary(&got)),
                     target,
                 ])
             );
         }
     }
-}
-
-/// The ratio of medians as "×N.N".
-fn times(values: &[f64], reference: &[f64]) -> String {
-    let reference = median(reference);
-    if reference <= 0.0 {
-        return "–".into();
-    }
-    format!("×{:.1}", median(values) / reference)
 }
 
 // ---------------------------------------------------------------- memory
@@ -1025,7 +1016,7 @@ fn print_memory(options: &Options, runs: &[Memory]) {
                 &name.replace("{items}", &items.to_string()),
                 &mib(&total),
                 &format!("idle {}", mib(&idle)),
-                &times(&total, &idle),
+                &bench_support::times(&total, &idle),
                 "–",
             ])
         );

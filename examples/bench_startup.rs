@@ -104,7 +104,7 @@ fn measure(options: &Options, dir: &Path) -> Result<(), String> {
         row(&[
             "empty SQLite (created and migrated)",
             &summary(&empty_ms),
-            &times(&empty_ms, &spawn_ms),
+            &bench_support::times(&empty_ms, &spawn_ms),
             &format!("< 100 ms: {}", verdict(empty_median < 100.0)),
         ])
     );
@@ -113,20 +113,12 @@ fn measure(options: &Options, dir: &Path) -> Result<(), String> {
         row(&[
             &format!("SQLite with {} sessions", options.sessions),
             &summary(&full_ms),
-            &times(&full_ms, &spawn_ms),
+            &bench_support::times(&full_ms, &spawn_ms),
             &format!("RSS after start {} MB", summary(&full_rss)),
         ])
     );
     println!();
     Ok(())
-}
-
-fn times(values: &[f64], reference: &[f64]) -> String {
-    let reference = bench_support::median(reference);
-    if reference == 0.0 {
-        return "–".into();
-    }
-    format!("{:.1}×", bench_support::median(values) / reference)
 }
 
 /// Spawns `/bin/true`, waits for it and makes one connection attempt to a closed port: what

@@ -336,7 +336,7 @@ fn run_scenario(
 ) -> Result<Measured, String> {
     let agent = bench_support::agent();
     let tools_before = tool_metrics(&agent, server)?;
-    let cpu_before = cpu_seconds(server.pid());
+    let cpu_before = bench_support::run_time_seconds(server.pid());
     let started = Instant::now();
     let posters = sessions.len().clamp(1, 8);
     std::thread::scope(|scope| -> Result<(), String> {
@@ -366,7 +366,7 @@ fn run_scenario(
         return Err(stuck_report(&agent, server, fake, sessions));
     };
     wait_idle(&agent, server, sessions)?;
-    let cpu_s = cpu_seconds(server.pid()) - cpu_before;
+    let cpu_s = bench_support::run_time_seconds(server.pid()) - cpu_before;
     let tools_after = tool_metrics(&agent, server)?;
     let mut measured = Measured {
         tool_ms_total: 1000.0 * (tools_after.0 - tools_before.0),
@@ -386,26 +386,6 @@ fn run_scenario(
         eprintln!("gaps {:?}", measured.gaps_ms);
     }
     Ok(measured)
-}
-
-/// CPU time `pid` has used so far, in seconds: the sum of its threads' run time in
-/// nanoseconds (`/proc/PID/task/*/schedstat`; the server's threads live through a run), or
-/// the clock-tick figure of `/proc/PID/stat` (10 ms steps) where schedstat is missing.
-fn cpu_seconds(pid: u32) -> f64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
-    let mut total_ns = 0u64;
-    for task in tasks.into_iter().flatten().flatten() {
-        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        match stat
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            Some(ns) => total_ns += ns,
-            None => return bench_support::cpu_seconds(pid).unwrap_or(0.0),
-        }
-    }
-    total_ns as f64 / 1e9
 }
 
 /// (sum of seconds, count) of the editor tool's duration histogram.
@@ -574,7 +554,7 @@ fn print_report(options: &Options, results: &Results, bare_ms: &[f64]) {
                 name,
                 &summary(&p50),
                 &summary(&results.get(name, |f| f.p99)),
-                &times(&p50, &reference_p50),
+                &bench_support::times(&p50, &reference_p50),
                 &summary(&results.get(name, |f| f.cpu_ms)),
                 &summary(&results.get(name, |f| f.calls_per_s)),
                 &target,
@@ -599,14 +579,6 @@ fn print_report(options: &Options, results: &Results, bare_ms: &[f64]) {
 
 fn summary_ms(values: &[f64]) -> String {
     bench_support::summary_digits(values, 3)
-}
-
-fn times(values: &[f64], reference: &[f64]) -> String {
-    let reference = median(reference);
-    if reference == 0.0 {
-        return "–".into();
-    }
-    format!("{:.1}×", median(values) / reference)
 }
 
 // ---------------------------------------------------------------- seeding

@@ -80,6 +80,15 @@ pub fn ratio_percent(values: &[f64], reference: &[f64]) -> String {
     format!("{:.0} %", 100.0 * median(values) / reference)
 }
 
+/// The ratio of medians as a factor ("2.5×"), or "–" without a reference.
+pub fn times(values: &[f64], reference: &[f64]) -> String {
+    let reference = median(reference);
+    if reference <= 0.0 {
+        return "–".into();
+    }
+    format!("{:.1}×", median(values) / reference)
+}
+
 /// "met" / "MISSED" for a target check.
 pub fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
@@ -123,6 +132,26 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / clock_ticks_per_second())
+}
+
+/// CPU time all threads of `pid` have used so far, in seconds, to the nanosecond
+/// (`/proc/PID/task/*/schedstat`; threads that already ended are not counted), or
+/// [`cpu_seconds`]'s 10 ms ticks where schedstat is missing.
+pub fn run_time_seconds(pid: u32) -> f64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    let mut total_ns = 0u64;
+    for task in tasks.into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        match stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            Some(ns) => total_ns += ns,
+            None => return cpu_seconds(pid).unwrap_or(0.0),
+        }
+    }
+    total_ns as f64 / 1e9
 }
 
 #[allow(unsafe_code)]

@@ -13,7 +13,8 @@
 //!
 //! The duplicate also carries `BODY_TIMEOUT` (and `TCP_NODELAY`, see [`Connections::track`]), so a client that declares a body and never sends
 //! it cannot hold a thread either. The same sweeper also cuts connections that never deliver a
-//! request head ([`Heads`]: `HEADER_TIMEOUT`, `MAX_HEADER_BYTES`).
+//! request head ([`Heads`]: `HEADER_TIMEOUT`, `MAX_HEADER_BYTES`), and gets connections out
+//! of tiny_http's queue when that race strands them behind streams, which keep their threads.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
